@@ -1,0 +1,138 @@
+"""The ``thunder3d`` command: a thin layer over the library.
+
+Every subcommand takes ``--seed`` and ``--device``; errors that come from bad input
+(:class:`thunder3d.errors.ThunderError`) are printed as one line, without a traceback, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from thunder3d.errors import ThunderError
+
+
+def _parse_coeffs(items: list[str]) -> dict[str, float]:
+    """``["jawOpen=1", "mouthSmileLeft=0.5"]`` -> dict; bare names mean 1."""
+    values: dict[str, float] = {}
+    for item in items or []:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            name, sep, value = part.partition("=")
+            try:
+                values[name.strip()] = float(value) if sep else 1.0
+            except ValueError:
+                raise ThunderError(f"--coeff {part!r}: expected NAME=NUMBER") from None
+    return values
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+# ----------------------------------------------------------------------------- rig
+def cmd_rig_info(args: argparse.Namespace) -> int:
+    from thunder3d.rigs import load_rig
+
+    rig = load_rig(args.spec)
+    info = rig.describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"rig          {info['name']}  ({info['spec']})")
+    print(f"units        {info['units']}")
+    print(f"vertices     {info['vertices']}")
+    print(f"triangles    {info['triangles']}")
+    print(f"shape coeffs {info['shape_coefficients']}")
+    print(f"coefficients {info['coefficients']}:")
+    names = info["coeff_names"]
+    for i in range(0, len(names), 4):
+        print("  " + "".join(f"{n:<22}" for n in names[i:i + 4]))
+    print("regions:")
+    for name, size in info["regions"].items():
+        print(f"  {name:<12} {size} vertices")
+    print("lip landmarks: " + ", ".join(f"{k}={v}" for k, v in info["lip_landmarks"].items()))
+    return 0
+
+
+def cmd_rig_show(args: argparse.Namespace) -> int:
+    import torch
+
+    from thunder3d.render import render_still, save_png
+    from thunder3d.rigs import load_rig
+
+    torch.manual_seed(args.seed)
+    rig = load_rig(args.spec).to(args.device)
+    coeffs = rig.coeffs(_parse_coeffs(args.coeff))[0]
+    with torch.no_grad():
+        vertices = rig(coeffs[None])[0]
+    image = render_still(rig, vertices, views=args.view, size=args.size)
+    save_png(args.output, image)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_rig_import_ict(args: argparse.Namespace) -> int:
+    from thunder3d.rigs.ict import convert_ict
+
+    out = convert_ict(args.path, args.output)
+    print(f"wrote {out}  (use it as --rig ict:{out})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thunder3d", description=__doc__.splitlines()[0])
+    from thunder3d import __version__
+
+    parser.add_argument("--version", action="version", version=f"thunder3d {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rig = sub.add_parser("rig", help="inspect, render and import face rigs")
+    rig_sub = rig.add_subparsers(dest="rig_command", required=True)
+
+    p = rig_sub.add_parser("info", help="print a rig's sizes, units, coefficients and regions")
+    p.add_argument("spec", nargs="?", default="builtin",
+                   help="builtin | ict:PATH | flame:PATH | blendshapes:PATH (default builtin)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+    p.set_defaults(func=cmd_rig_info)
+
+    p = rig_sub.add_parser("show", help="render a still of a rig to PNG (headless)")
+    p.add_argument("spec", nargs="?", default="builtin")
+    p.add_argument("--coeff", action="append", default=[], metavar="NAME=VALUE",
+                   help="coefficient value, repeatable or comma-separated (e.g. jawOpen=1)")
+    p.add_argument("--view", default="front,three_quarter",
+                   help="comma-separated views: front, three_quarter, side (default both first)")
+    p.add_argument("--size", type=int, default=512, help="pixels per view (default 512)")
+    p.add_argument("-o", "--output", type=Path, default=Path("rig.png"))
+    _common(p)
+    p.set_defaults(func=cmd_rig_show)
+
+    p = rig_sub.add_parser("import-ict", help="convert an ICT-FaceKit folder into a compact rig file")
+    p.add_argument("path", type=Path, help="ICT-FaceKit folder (holding FaceXModel/) or FaceXModel itself")
+    p.add_argument("-o", "--output", type=Path, default=Path("ict_facekit.npz"))
+    _common(p)
+    p.set_defaults(func=cmd_rig_import_ict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ThunderError as exc:
+        print(f"thunder3d: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thunder3d: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
