@@ -18,7 +18,7 @@ VIEWS = {"front": 0.0, "three_quarter": 35.0, "side": 90.0}
 """Named views -> camera azimuth in degrees around +y. Positive angles move the camera towards +x,
 so ``three_quarter`` and ``side`` show the subject's left cheek."""
 
-MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}  # as in rigs.base, without importing torch here
 MIN_RADIUS_MM = 5.0
 """Smallest half-extent framed, so a degenerate (flat or single-point) input still gets a camera."""
 
