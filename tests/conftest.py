@@ -1,0 +1,45 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ICT_ARCHIVE = Path(os.environ.get("THUNDER3D_ICT_ARCHIVE")
+                   or REPO.parent / "shared" / "assets" / "ICT-FaceKit.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def ict_archive() -> Path:
+    """The ICT-FaceKit tarball (``$THUNDER3D_ICT_ARCHIVE`` or ``../shared/assets``); skip if absent."""
+    if not ICT_ARCHIVE.is_file():
+        pytest.skip(f"ICT-FaceKit archive not found at {ICT_ARCHIVE} (set THUNDER3D_ICT_ARCHIVE to "
+                    "a .tar.gz of https://github.com/ICT-VGL/ICT-FaceKit)")
+    return ICT_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def ict_dir(ict_archive, tmp_path_factory) -> Path:
+    """The upstream ICT-FaceKit folder, extracted once per session (its FaceXModel files only)."""
+    from thunder3d.rigs.ict import extract_archive
+
+    return extract_archive(ict_archive, tmp_path_factory.mktemp("ict")).parent
+
+
+@pytest.fixture(scope="session")
+def ict_file(ict_archive, tmp_path_factory) -> Path:
+    """ICT-FaceKit converted once per session by ``convert_ict``, straight from the tarball."""
+    from thunder3d.rigs.ict import convert_ict
+
+    return convert_ict(ict_archive, tmp_path_factory.mktemp("ict_rig") / "ict.npz")
+
+
+@pytest.fixture(scope="session")
+def ict_rig(ict_file):
+    """The ICT rig loaded from the converted file (shared: do not modify it)."""
+    from thunder3d.rigs.ict import load_ict
+
+    return load_ict(ict_file)
