@@ -107,3 +107,12 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
         assert tmp.suffix == ".npy"
         np.save(tmp, np.arange(3))
     assert np.load(tmp_path / "sub" / "a.npy").tolist() == [0, 1, 2]
+
+
+def test_rig_config_rebuilds_with_options():
+    rig = load_rig("builtin")
+    assert rig.config() == {"spec": "builtin", "options": {}}
+    again = load_rig(rig.config())
+    assert torch.equal(again.neutral, rig.neutral)
+    with pytest.raises(RigError, match="'spec' key"):
+        load_rig({"options": {}})

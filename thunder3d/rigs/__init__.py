@@ -19,13 +19,25 @@ from thunder3d.rigs.base import LIP_LANDMARKS, REQUIRED_REGIONS, LinearBlendshap
 RIG_KINDS = ("builtin", "ict", "flame", "blendshapes")
 
 
-def load_rig(spec: "str | Rig", **kwargs) -> Rig:
+def load_rig(spec: "str | Rig | dict", **kwargs) -> Rig:
     """Build a rig from a spec string (see module docstring); a ``Rig`` is returned as is.
 
-    Extra keyword arguments go to the rig family's loader (e.g. ``num_expression=100`` for FLAME).
+    Extra keyword arguments go to the rig family's loader (e.g. ``num_expression=100`` for FLAME)
+    and are recorded in ``rig.options``; ``rig.config()`` (``{"spec": ..., "options": {...}}``, as
+    stored in checkpoints) is accepted as ``spec`` too and rebuilds the same rig.
     """
     if isinstance(spec, Rig):
         return spec
+    if isinstance(spec, dict):
+        if "spec" not in spec:
+            raise RigError(f"rig config needs a 'spec' key, got keys {sorted(spec)}")
+        return load_rig(spec["spec"], **{**spec.get("options", {}), **kwargs})
+    rig = _build(spec, **kwargs)
+    rig.options = dict(kwargs)
+    return rig
+
+
+def _build(spec: str, **kwargs) -> Rig:
     if not isinstance(spec, str) or not spec.strip():
         raise RigError(f"rig spec must be a non-empty string, got {spec!r}; valid kinds: {list(RIG_KINDS)}")
     kind, _, path = spec.strip().partition(":")

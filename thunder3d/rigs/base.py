@@ -79,6 +79,7 @@ class Rig(nn.Module):
 
         self.name = name
         self.spec = spec
+        self.options: dict = {}  # loader keyword arguments, set by load_rig (see config())
         self.units = units
         self.coeff_names: tuple[str, ...] = tuple(coeff_names)
         self.num_shape = int(num_shape)
@@ -177,6 +178,10 @@ class Rig(nn.Module):
         le = vertices[..., self.lip_landmarks["left_corner"], :]
         ri = vertices[..., self.lip_landmarks["right_corner"], :]
         return (le - ri).norm(dim=-1)
+
+    def config(self) -> dict:
+        """What rebuilds this rig: ``load_rig(rig.config())`` (stored in checkpoints)."""
+        return {"spec": self.spec, "options": dict(self.options)}
 
     def describe(self) -> dict:
         """A JSON-able summary (``thunder3d rig info``)."""
