@@ -1,5 +1,14 @@
-"""Audio: loading and validation (:mod:`.io`) and log-mel features with frame helpers (:mod:`.features`)."""
+"""Audio: loading and validation (:mod:`.io`), log-mel features with frame helpers (:mod:`.features`),
+the phone inventory (:mod:`.phones`), speech synthesis with phone timings (:mod:`.tts`), and forced
+alignment / phone recognition (:mod:`.align`)."""
 
+from thunder3d.audio.align import (
+    AlignmentResult,
+    align,
+    align_detailed,
+    align_file,
+    recognize_phones,
+)
 from thunder3d.audio.features import (
     LogMel,
     frame_times,
@@ -21,9 +30,26 @@ from thunder3d.audio.io import (
     save_audio,
     to_mono_16k,
 )
+from thunder3d.audio.phones import (
+    PHONES,
+    SIL,
+    Phone,
+    Word,
+    phone_index,
+    phones_from_json,
+    phones_to_json,
+    to_frame_labels,
+    validate_phones,
+)
+from thunder3d.audio.tts import Utterance, list_variants, list_voices, synthesize
 
 __all__ = [
     "AudioInfo", "LogMel", "audio_info", "frame_times", "frames_to_mel", "frames_to_samples",
     "is_silent", "iter_audio_blocks", "load_audio", "log_mel", "mel_filterbank", "mel_to_frames",
     "num_frames", "pad_to_frames", "rms_envelope", "save_audio", "to_mono_16k",
+    # phones, synthesis, alignment
+    "PHONES", "SIL", "Phone", "Word", "phone_index", "phones_from_json", "phones_to_json",
+    "to_frame_labels", "validate_phones",
+    "Utterance", "list_variants", "list_voices", "synthesize",
+    "AlignmentResult", "align", "align_detailed", "align_file", "recognize_phones",
 ]
