@@ -177,3 +177,38 @@ def test_corrupt_pickles_are_rig_errors(blob):
 def test_missing_file_is_a_rig_error(tmp_path):
     with pytest.raises(RigError, match="cannot read pickle"):
         safe_load_pickle(tmp_path / "nope.pkl")
+
+
+def test_python3_protocol2_numpy_pickle_loads(tmp_path):
+    """Python 3 writes numpy buffers in protocol 2 through ``_codecs.encode(..., 'latin1')``."""
+    import pickle
+
+    import numpy as np
+
+    from thunder3d.utils.safe_pickle import safe_load_pickle
+
+    data = {"exp": np.arange(12, dtype=np.float32).reshape(3, 4), "fps": 30}
+    path = tmp_path / "clip.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    assert b"_codecs" in path.read_bytes()
+    loaded = safe_load_pickle(path)
+    assert np.array_equal(loaded["exp"], data["exp"]) and loaded["fps"] == 30
+
+
+def test_codecs_encode_with_other_codec_refused(tmp_path):
+    import pickle
+
+    from thunder3d.errors import UnsafePickleError
+    from thunder3d.utils.safe_pickle import safe_load_pickle
+
+    class Evil:
+        def __reduce__(self):
+            import _codecs
+            return (_codecs.encode, ("x", "rot13"))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Evil(), protocol=2))
+    import pytest
+
+    with pytest.raises(UnsafePickleError, match="rot13"):
+        safe_load_pickle(path)

@@ -106,6 +106,18 @@ def _reconstructor(cls: type, base: type, state: Any) -> StandIn:
     return cls()
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 protocol-2 pickles use it for raw bytes (numpy buffers).
+
+    Only the latin-1 text-to-bytes conversion is allowed: any other codec is refused.
+    """
+    if encoding.replace("_", "-").lower() not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"pickle asks for _codecs.encode with codec {encoding!r}; only latin-1 is allowed")
+    if not isinstance(text, str):
+        raise UnsafePickleError("pickle passes a non-string to _codecs.encode")
+    return text.encode("latin1")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose :meth:`find_class` only returns allow-listed globals (module docstring)."""
 
@@ -120,6 +132,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _stand_in_type(SparseStandIn, f"{module}.{name}", fmt=_SPARSE_CLASSES[module, name])
         if module in ("copy_reg", "copyreg") and name == "_reconstructor":
             return _reconstructor
+        if module == "_codecs" and name == "encode":
+            return _latin1_encode
         if module in ("__builtin__", "builtins") and name == "object":
             return object  # only ever the base class argument of _reconstructor
         raise UnsafePickleError(f"pickle refers to {module}.{name}, which is not allowed here")
