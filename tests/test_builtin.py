@@ -83,6 +83,72 @@ def test_lip_numbers(rig):
     assert rig.lip_aperture(posed(rig, mouthLowerDownLeft=1, mouthLowerDownRight=1)) > 0.5
 
 
+def _corner_moves(rig, **values) -> torch.Tensor:
+    """Displacement ``[3]`` of the left mouth corner in a pose."""
+    i = rig.lip_landmarks["left_corner"]
+    return posed(rig, **values)[i] - rig.neutral[i]
+
+
+def test_mouth_shapes_move_the_corners(rig):
+    width = rig.lip_width(posed(rig))
+    smile = _corner_moves(rig, mouthSmileLeft=1, mouthSmileRight=1)
+    assert smile[1] >= 0.5 and smile[0] > 0.2 and smile[2] < 0.0  # up, out and back along the cheek
+    assert rig.lip_aperture(posed(rig, mouthSmileLeft=1, mouthSmileRight=1)) < 0.05
+    assert _corner_moves(rig, mouthFrownLeft=1, mouthFrownRight=1)[1] <= -0.4
+    stretch = _corner_moves(rig, mouthStretchLeft=1, mouthStretchRight=1)
+    assert stretch[0] >= 0.4 and stretch[1] < -0.1
+    assert _corner_moves(rig, mouthSmileRight=1).norm() < 1e-4  # one-sided
+    pucker = posed(rig, mouthPucker=1)
+    assert 0.6 * width <= rig.lip_width(pucker) <= 0.8 * width
+    assert rig.lip_aperture(pucker) < 0.05  # lips stay together
+    for key in ("upper_inner", "lower_inner"):
+        i = rig.lip_landmarks[key]
+        assert pucker[i, 2] - rig.neutral[i, 2] >= 0.6
+        assert posed(rig, mouthFunnel=1)[i, 2] - rig.neutral[i, 2] >= 0.5
+
+
+def _visible_red(rig, verts: torch.Tensor, upper: bool) -> float:
+    """Height of the middle of one lip's red that still faces forwards (near the rest mouth line)."""
+    rest = rig.neutral
+    line = rest[rig.lip_landmarks["upper_inner"]]
+    lips = rig.region("lips")
+    r = rest[lips]
+    side = r[:, 1] > line[1] + 0.05 if upper else r[:, 1] < line[1] - 0.05
+    red = lips[side & (r[:, 0].abs() < 1.0) & (r[:, 2] > line[2] - 0.3)]
+    front = verts[red][verts[red, 2] > line[2] - 0.3]
+    return float(front[:, 1].max() - front[:, 1].min()) if len(front) else 0.0
+
+
+def test_lip_rolls_and_press_hide_the_red(rig):
+    rest = posed(rig)
+    low, up = _visible_red(rig, rest, False), _visible_red(rig, rest, True)
+    assert low > 0.5 and up > 0.4
+    assert _visible_red(rig, posed(rig, mouthRollLower=1), False) < 0.35 * low
+    assert _visible_red(rig, posed(rig, mouthRollUpper=1), True) < 0.35 * up
+    assert _visible_red(rig, posed(rig, mouthRollLower=1), True) > 0.9 * up  # the other lip stays
+    pressed = posed(rig, mouthPressLeft=1, mouthPressRight=1)
+    assert _visible_red(rig, pressed, False) < 0.7 * low and _visible_red(rig, pressed, True) < 0.7 * up
+    assert rig.lip_aperture(pressed) < 0.05
+    assert rig.lip_aperture(posed(rig, mouthUpperUpLeft=1, mouthUpperUpRight=1)) > 0.5
+
+
+def test_cheek_and_brow_shapes(rig):
+    rest = rig.neutral
+    x, y = rest[:, 0], rest[:, 1]
+    cheek = rig.region("face")
+    cheek = cheek[(x[cheek].abs() > 3.0) & (x[cheek].abs() < 5.5) & (y[cheek] > -7.5) & (y[cheek] < -5.0)]
+    radial = torch.stack([x[cheek], torch.zeros_like(x[cheek]), rest[cheek, 2]], 1)
+    radial = radial / radial.norm(dim=1, keepdim=True)
+    out = (rig.deltas[rig.coeff_index("cheekPuff"), cheek] * radial).sum(1)
+    assert out.max() >= 0.8 and out.min() > -0.05  # the cheeks inflate, nothing caves in
+    face = rig.region("upper_face")
+    brow = face[(y[face] > 1.2) & (y[face] < 2.6) & (x[face].abs() > 0.8) & (x[face].abs() < 1.8)]
+    assert rig.deltas[rig.coeff_index("browInnerUp"), brow, 1].max() >= 0.6
+    assert rig.deltas[rig.coeff_index("browDownLeft"), brow, 1].min() <= -0.4
+    outer = face[(y[face] > 1.0) & (y[face] < 2.4) & (x[face] > 3.5) & (x[face] < 4.5)]
+    assert rig.deltas[rig.coeff_index("browOuterUpLeft"), outer, 1].max() >= 0.5
+
+
 def test_blink_closes_the_lids(rig):
     lids = builtin_arrays().lid_landmarks
     for side in ("left", "right"):

@@ -73,7 +73,7 @@ def compute_fields(mesh: HeadMesh) -> Fields:
     # 3. lips: the red of the lips, and the lip area with falloff
     top, bottom = lip_heights(u)
     skin_front = (part == SKIN) & (z > 3.0)
-    soft = 0.06
+    soft = 0.1
     verm = smoothstep(-soft, soft, top - height) * smoothstep(-soft, soft, height + bottom)
     vermilion = np.where(skin_front & (np.abs(u) < 1.0) & (z > 7.0), verm, 0.0)
     beyond = np.clip(np.abs(x) - L.MOUTH_HALF_WIDTH, 0.0, None)

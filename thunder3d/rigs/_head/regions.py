@@ -29,8 +29,8 @@ def brow_weight(f: Fields) -> np.ndarray:
     t = np.clip((ax - 1.0) / 3.9, 0.0, 1.0)  # 0 at the inner end, 1 at the outer end
     center = L.BROW_Y + 0.15 + 0.35 * np.sin(np.pi * np.clip(t * 0.85 + 0.1, 0.0, 1.0)) - 0.3 * t
     half = 0.36 * (1.0 - 0.6 * t)
-    along = smoothstep(0.85, 1.25, ax) * (1.0 - smoothstep(4.7, 5.1, ax))
-    across = 1.0 - smoothstep(half - 0.15, half + 0.15, np.abs(f.y - center))
+    along = smoothstep(0.8, 1.4, ax) * (1.0 - smoothstep(4.5, 5.2, ax))
+    across = 1.0 - smoothstep(half - 0.22, half + 0.22, np.abs(f.y - center))  # soft edge over ~2 rows
     return np.where(f.skin_front & (f.z > 4.0), along * across, 0.0)
 
 

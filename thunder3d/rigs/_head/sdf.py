@@ -52,13 +52,15 @@ def head_sdf(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     d = ellipsoid(x, y, z, (0.0, 2.4, -0.7), (7.4, 8.7, 9.7))
     d = smin(d, ellipsoid(x, y, z, (0.0, -3.4, 2.2), (6.6, 5.8, 6.8)), 2.2)
     d = smin(d, ellipsoid(x, y, z, (0.0, -6.8, 3.0), (5.6, 4.4, 6.0)), 2.0)
-    d = smin(d, ellipsoid(x, y, z, (0.0, -10.3, 7.3), (2.3, 1.7, 1.9)), 1.5)
+    d = smin(d, capsule(m, y, z, (0.0, -10.4, 6.6), (4.7, -8.5, 0.8), 1.4, 1.2), 1.6)  # mandible
+    d = smin(d, ellipsoid(x, y, z, (0.0, -10.3, 7.2), (2.6, 1.6, 1.9)), 1.8)
     d = smin(d, capsule(x, y, z, (0.0, -6.0, -1.8), (0.0, -24.0, -2.8), 5.0, 5.3), 2.4)
     d = smax(d, L.NECK_BOTTOM - y, 0.6)
     # 2. mid-face relief: muzzle, cheekbones, cheeks, brow ridge, eye sockets, eyeball bulge
     d = smin(d, ellipsoid(x, y, z, (0.0, -6.5, 7.4), (2.9, 2.5, 2.5)), 1.5)
     d = smin(d, ellipsoid(m, y, z, (4.5, -2.1, 5.2), (1.9, 1.3, 2.0)), 2.0)
     d = smin(d, ellipsoid(m, y, z, (3.0, -4.4, 6.7), (2.2, 2.0, 1.6)), 2.2)
+    d = smin(d, ellipsoid(m, y, z, (3.8, -5.3, 5.2), (2.0, 1.9, 2.1)), 2.0)  # full cheeks
     d = smin(d, ellipsoid(m, y, z, (2.5, 1.3, 7.3), (2.4, 0.8, 1.2)), 1.8)
     d = smax(d, -ellipsoid(m, y, z, (L.EYE_X, L.EYE_Y - 0.1, 8.3), (1.8, 1.15, 1.3)), 1.3)
     d = smin(d, sphere(m, y, z, (L.EYE_X, L.EYE_Y, L.EYE_Z), L.EYE_RADIUS + 0.08), 0.25)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from thunder3d.rigs._head import layout as L
-from thunder3d.rigs._head.fields import (Fields, compute_fields, gauss, lid_margins, lower_lid,
-                                         upper_lid)
+from thunder3d.rigs._head.fields import (Fields, compute_fields, gauss, lid_margins, lip_heights,
+                                         lower_lid, upper_lid)
 from thunder3d.rigs._head.mesh import EYEBALL, MOUTH_BAG, TONGUE, HeadMesh
 from thunder3d.rigs._head.skin import smoothstep
 from thunder3d.rigs.arkit import ARKIT_NAMES
@@ -36,6 +36,16 @@ def rotate_y(p: np.ndarray, center, angle: np.ndarray) -> np.ndarray:
     return center + np.stack([c * q[:, 0] + s * q[:, 2], q[:, 1], -s * q[:, 0] + c * q[:, 2]], 1)
 
 
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit area-weighted vertex normals ``[V, 3]`` of outward-wound triangles ``[F, 3]``."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    n = np.cross(b - a, c - a)  # [F, 3], length = twice the area
+    out = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(out, faces[:, k], n)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
 def vec(dx, dy, dz) -> np.ndarray:
     """Stack three broadcastable components into ``[N, 3]`` (or ``[3]`` for scalars)."""
     return np.stack(np.broadcast_arrays(dx, dy, dz), -1).astype(float)
@@ -50,6 +60,7 @@ class ShapeBuilder:
         self.p = mesh.verts
         self.hinge = np.array([0.0, *L.JAW_HINGE])
         self.up_lid, self.lo_lid = upper_lid(mesh, self.f), lower_lid(mesh, self.f)
+        self.normals = vertex_normals(mesh.verts, mesh.faces)
 
     # ------------------------------------------------------------------ helpers
     def side_x(self, s: int) -> np.ndarray:
@@ -156,52 +167,129 @@ class ShapeBuilder:
         gap = np.stack([np.interp(f.x, xs[order], jaw[order, k]) for k in range(3)], 1)
         return gap * ((0.45 - f.lower) * f.lips_area)[:, None]
 
+    def lip_core_z(self) -> np.ndarray:
+        """Depth ``[V]`` of the lips' cores at each vertex's x: 0.45 cm behind the mouth line."""
+        line = self.p[self.m.mouth.upper]
+        order = np.argsort(line[:, 0])
+        return np.interp(self.f.x, line[order, 0], line[order, 2]) - 0.45
+
+    def lip_turn(self, upper: bool, angle: float, reach: float = 0.9, span: float = 1.05) -> np.ndarray:
+        """Turn one lip about its core (an x axis inside the lip) by ``angle`` rad: + rolls it in, - out.
+
+        The lip, its inner surface and the skin just past the red turn rigidly; the turn fades
+        over ``reach`` cm beyond the vermilion border and towards ``span`` times the mouth half-width.
+        """
+        f = self.f
+        sign = 1.0 if upper else -1.0
+        top, bottom = lip_heights(f.x / L.MOUTH_HALF_WIDTH)
+        border = np.maximum(top if upper else bottom, 0.3)
+        away = sign * f.height - border  # distance beyond the border (negative on the red)
+        mine = (f.lower < 0.5) if upper else (f.lower >= 0.5)
+        w = mine * (1.0 - smoothstep(0.0, reach, away)) * self.mouth_mask()
+        w *= 1.0 - smoothstep(span - 0.5, span, np.abs(f.x) / L.MOUTH_HALF_WIDTH)
+        core = vec(0.0, L.MOUTH_Y + sign * 0.5 * border, self.lip_core_z())  # [V, 3] axis points
+        return rotate_x(self.p, core, -sign * angle * w) - self.p  # the lower lip rolls in lifting its front
+
+    def lip_thin(self, amount: float, side: np.ndarray | float = 1.0) -> np.ndarray:
+        """Squeeze the red of both lips towards the mouth line by ``amount`` (0..1) of its height."""
+        f = self.f
+        h = np.clip(f.y - L.MOUTH_Y, -1.6, 1.6)  # 0 on both copies of the mouth line
+        w = (1.0 - smoothstep(0.7, 1.7, np.abs(f.height))) * self.mouth_mask() * side
+        w *= 1.0 - smoothstep(0.8, 1.3, np.abs(f.x) / L.MOUTH_HALF_WIDTH)
+        return vec(0, -amount * h, 0) * w[:, None]
+
+    def cone(self, reach: float) -> np.ndarray:
+        """Weight ``[V]``: 1 on the lips and inner lips, falling off over ``reach`` cm round them."""
+        f = self.f
+        top, bottom = lip_heights(f.x / L.MOUTH_HALF_WIDTH)
+        out = np.clip(np.where(f.height > 0, f.height - np.maximum(top, 0.6), -f.height - np.maximum(bottom, 0.6)),
+                      0.0, None)
+        beyond = np.clip(np.abs(f.x) - L.MOUTH_HALF_WIDTH, 0.0, None)
+        w = gauss(np.hypot(out, beyond), reach) * self.f.skin_front
+        return np.where(self.mouth_mask() * (self.m.part == MOUTH_BAG) > 0, 1.0, w)
+
     def mouth_funnel(self) -> np.ndarray:
+        """Lips pushed forward into a rounded trumpet ("oo", "sh"): bunched, parted, red turned out.
+
+        The jaw drops a little so the teeth part behind the opening.
+        """
         f = self.f
         u = f.x / L.MOUTH_HALF_WIDTH
-        open_ = np.clip(1.0 - u**2, 0.0, None) ** 0.7
-        inner = ((self.m.part == MOUTH_BAG) & (self.m.ring <= 2)).astype(float)
-        lift = np.where(f.lower > 0.5, -0.45, 0.35) * open_ * gauss(f.height, 1.2)
-        d = vec(-0.18 * f.x, lift, 0.55 + 0.35 * inner + 0.2 * open_)
-        return d * f.lips_area[:, None]
+        open_ = np.clip(1.0 - (u / 0.8) ** 2, 0.0, None) ** 0.5  # a round opening in the middle
+        cone = self.cone(1.1)
+        inner = ((self.m.part == MOUTH_BAG) & (self.m.ring == 2)).astype(float)
+        lift = np.where(f.lower > 0.5, 0.0, 0.18) * open_ * gauss(f.height, 1.3) * (1.0 - 0.4 * inner)
+        bunch = -0.3 * f.x * cone
+        d = vec(bunch, lift * self.mouth_mask(), 0.75 * cone + 0.15 * open_ * f.lips_area)
+        turn = self.lip_turn(True, -0.5, span=0.9) + self.lip_turn(False, -0.5, span=0.9)
+        return d + turn + self.jaw_rotation(0.28 * JAW_OPEN_DEG)
 
     def mouth_pucker(self) -> np.ndarray:
+        """Lips pushed forward and bunched to the middle, fuller and slightly turned out; closed."""
         f = self.f
         u = f.x / L.MOUTH_HALF_WIDTH
-        forward = 0.9 * np.clip(1.0 - 0.5 * u**2, 0.0, None)
-        squeeze = -0.35 * f.height * gauss(f.height, 1.0)  # lips pressed towards the mouth line
-        return vec(-0.36 * f.x * gauss(u, 1.6), squeeze, forward) * f.lips_area[:, None]
+        cone = self.cone(1.3)
+        forward = 1.05 * cone * np.clip(1.0 - 0.35 * u**2, 0.0, None)
+        bunch = -0.31 * f.x * cone
+        d = vec(bunch, 0.0, forward)
+        return d + self.lip_thin(-0.25)
 
     def mouth_shift(self, s: int) -> np.ndarray:
         w = self.f.lips_area * gauss(self.f.x, 3.5)
         return vec(0.8 * s, 0.0, -0.1) * w[:, None]
 
+    def corner_pull(self, s: int, reach: float) -> np.ndarray:
+        """Weight ``[V]``: 1 at side ``s``'s mouth corner, 0 in the middle of the lips (a U along them)."""
+        f, xs = self.f, self.side_x(s)
+        along = smoothstep(-0.15, 1.0, xs / L.MOUTH_HALF_WIDTH)
+        beyond = gauss(np.clip(xs - L.MOUTH_HALF_WIDTH, 0.0, None), reach)
+        return along * beyond * gauss(f.y - L.MOUTH_Y, 0.9 * reach) * self.mouth_mask()  # same on both lips
+
+    def nasolabial(self, s: int) -> np.ndarray:
+        """Weight ``[V]`` of the cheek lateral to side ``s``'s nose-to-mouth fold (sharp at the fold)."""
+        f, xs = self.f, self.side_x(s)
+        a, b = np.array([1.75, L.NOSE_TIP_Y - 0.35]), np.array([3.75, L.MOUTH_Y - 1.2])
+        t = ((xs - a[0]) * (b - a)[0] + (f.y - a[1]) * (b - a)[1]) / ((b - a) @ (b - a))  # 0..1 along it
+        normal = np.array([(b - a)[1], -(b - a)[0]]) / np.linalg.norm(b - a)  # points laterally (+x)
+        normal *= np.sign(normal[0])
+        dist = (xs - a[0]) * normal[0] + (f.y - a[1]) * normal[1]
+        along = smoothstep(-0.25, 0.1, t) * (1.0 - smoothstep(0.85, 1.2, t))
+        return smoothstep(-0.05, 0.55, dist) * gauss(dist, 2.0) * along * f.skin_front
+
     def mouth_smile(self, s: int) -> np.ndarray:
-        corner = self.mouth_corner_field(s, reach=2.0)
-        cheek = gauss(self.side_x(s) - 3.3, 1.4) * gauss(self.f.y - (L.MOUTH_Y + 3.0), 1.5) * self.f.skin_front
-        return vec(0.45 * s, 0.55, -0.3) * corner[:, None] + vec(0.1 * s, 0.35, 0.2) * cheek[:, None]
+        f = self.f
+        corner = self.corner_pull(s, 1.9)
+        cheek = gauss(self.side_x(s) - 3.3, 1.4) * gauss(f.y - (L.EYE_Y - 3.4), 1.5) * f.skin_front
+        fold = self.nasolabial(s)
+        _, lo = self.lid_angles()
+        return (vec(0.5 * s, 0.8, -0.45) * corner[:, None] + vec(0.05 * s, 0.45, 0.3) * cheek[:, None]
+                + vec(0.1 * s, 0.3, 0.3) * fold[:, None]
+                + self.lids(s, 0.0 * lo, 0.3 * lo, bulge=1.0))
 
     def mouth_frown(self, s: int) -> np.ndarray:
-        corner = self.mouth_corner_field(s, reach=1.6)
-        return vec(0.1 * s, -0.5, -0.05) * corner[:, None]
+        f = self.f
+        corner = self.corner_pull(s, 1.7)
+        below = corner * smoothstep(0.5, -1.5, f.y - L.MOUTH_Y)  # skin under the corner drawn down further
+        return vec(0.15 * s, -0.7, -0.1) * corner[:, None] + vec(0.05 * s, -0.25, -0.1) * below[:, None]
 
     def mouth_dimple(self, s: int) -> np.ndarray:
         corner = self.mouth_corner_field(s, reach=1.3)
         return vec(0.25 * s, 0.05, -0.35) * corner[:, None]
 
     def mouth_stretch(self, s: int) -> np.ndarray:
-        corner = self.mouth_corner_field(s, reach=1.8)
-        lower = self.f.lower * corner
-        return vec(0.5 * s, -0.15, -0.15) * corner[:, None] + vec(0, -0.2, 0) * lower[:, None]
+        f = self.f
+        corner = self.corner_pull(s, 1.8)
+        half = smoothstep(-1.0, 1.0, self.side_x(s))
+        lower = self.lower_part() * gauss(f.x, 1.8) * half
+        return (vec(0.65 * s, -0.3, -0.25) * corner[:, None] + vec(0, -0.2, 0) * lower[:, None]
+                + self.lip_thin(0.35, half))
 
     def mouth_roll(self, upper: bool) -> np.ndarray:
-        """Roll one lip in over the teeth: its red turns inwards (back and towards the mouth line)."""
-        f = self.f
-        part = self.upper_part() if upper else self.lower_part()
+        """Roll one lip in over the teeth: its red turns back into the mouth."""
         sign = 1.0 if upper else -1.0
-        away = np.clip(sign * f.height, 0.0, 1.2)  # distance from the mouth line on that lip
-        d = vec(0, -sign * 0.45 * away, -0.35 - 0.3 * away)
-        return d * (part * np.clip(1.0 - (f.x / (L.MOUTH_HALF_WIDTH + 0.3)) ** 2, 0.0, None))[:, None]
+        d = self.lip_turn(upper, 1.45, reach=1.0)
+        w = (self.upper_part() if upper else self.lower_part()) * gauss(self.f.x, 2.2)
+        return d + vec(0, -sign * 0.1, -0.15) * w[:, None]
 
     def mouth_shrug(self, upper: bool) -> np.ndarray:
         f = self.f
@@ -211,19 +299,24 @@ class ShapeBuilder:
         return vec(0, 0.35, 0.2) * np.maximum(self.lower_part(), chin)[:, None]
 
     def mouth_press(self, s: int) -> np.ndarray:
+        """Lips pressed together: the red thins and goes back, the skin round it bulges a little."""
         f = self.f
-        half = smoothstep(-1.0, 1.0, self.side_x(s)) * f.lips_area * gauss(f.height, 0.9)
-        return vec(0.12 * s, -0.3 * np.clip(f.height, -0.9, 0.9), -0.1) * half[:, None]
+        half = smoothstep(-1.0, 1.0, self.side_x(s))
+        rim = gauss(np.abs(f.height) - 1.2, 0.45) * self.cone(1.0) * half
+        red = self.mouth_mask() * gauss(f.height, 1.0) * half * gauss(f.x / L.MOUTH_HALF_WIDTH, 1.1)
+        return (self.lip_thin(0.55, half) + vec(0.1 * s, 0, -0.2) * red[:, None]
+                + vec(0, 0, 0.12) * rim[:, None])
 
     def mouth_lower_down(self, s: int) -> np.ndarray:
         w = self.lower_part() * gauss(self.side_x(s) - 0.9, 1.5)
-        return vec(0, -0.6, 0.05) * w[:, None]
+        return vec(0, -0.75, 0.12) * w[:, None]
 
     def mouth_upper_up(self, s: int) -> np.ndarray:
         f = self.f
         w = self.upper_part() * gauss(self.side_x(s) - 0.9, 1.5)
         fold = self.f.skin_front * gauss(self.side_x(s) - 1.8, 1.0) * gauss(f.y - (L.MOUTH_Y + 2.2), 1.0)
-        return vec(0, 0.55, 0.1) * np.maximum(w, 0.5 * fold)[:, None]
+        return vec(0, 0.7, 0.15) * np.maximum(w, 0.5 * fold)[:, None] + 0.5 * vec(0.05 * s, 0.3, 0.3) * \
+            self.nasolabial(s)[:, None]
 
     # ------------------------------------------------------------------ brows, cheeks, nose, tongue
     def brow_field(self, center_x: float, width: float) -> np.ndarray:
@@ -232,29 +325,37 @@ class ShapeBuilder:
             * (f.y > L.EYE_Y) * (1.0 - 0.7 * self.up_lid)
 
     def brow_down(self, s: int) -> np.ndarray:
-        w = self.brow_field(s * 2.3, 1.6)
-        return vec(-0.12 * s, -0.4, 0.08) * w[:, None]
+        f = self.f
+        w = self.brow_field(s * 2.3, 1.8)
+        between = f.skin_front * gauss(f.x, 0.7) * gauss(f.y - L.BROW_Y, 0.9)
+        crease = f.skin_front * gauss(self.side_x(s) - 0.55, 0.18) * gauss(f.y - L.BROW_Y, 0.7)
+        return (vec(-0.3 * s, -0.6, 0.15) * w[:, None] + vec(0, -0.15, 0.12) * between[:, None]
+                + vec(0, 0, -0.14) * crease[:, None])
 
     def brow_inner_up(self) -> np.ndarray:
-        w = self.brow_field(0.0, 1.9)
-        return vec(0, 0.55, 0) * w[:, None]
+        """Inner brow ends raised (the brows tilt up to the middle), the forehead above them creased."""
+        f = self.f
+        inner = gauss(np.abs(f.x) - 1.2, 1.3) + 0.3 * gauss(f.x, 1.0)
+        w = self.f.skin_front * inner * gauss(f.y - (L.BROW_Y + 0.6), 1.5) * (f.y > L.EYE_Y) \
+            * (1.0 - 0.7 * self.up_lid)
+        furrows = f.skin_front * gauss(f.x, 2.4) * (gauss(f.y - (L.BROW_Y + 2.2), 0.28)
+                                                    + 0.7 * gauss(f.y - (L.BROW_Y + 3.4), 0.3))
+        return vec(0, 0.85, 0.05) * w[:, None] + vec(0, 0, -0.13) * furrows[:, None]
 
     def brow_outer_up(self, s: int) -> np.ndarray:
-        w = self.brow_field(s * 4.0, 1.4)
-        return vec(0, 0.5, 0) * w[:, None]
+        w = self.brow_field(s * 4.0, 1.5)
+        return vec(0.05 * s, 0.65, 0) * w[:, None]
 
     def cheek_puff(self) -> np.ndarray:
         f = self.f
-        cheeks = gauss(np.abs(f.x) - 3.6, 1.4) * gauss(f.y - (L.MOUTH_Y + 0.8), 1.8) * f.skin_front
-        out = np.stack([f.x, np.zeros_like(f.x), f.z - L.AXIS_Z], 1)
-        out /= np.linalg.norm(out, axis=1, keepdims=True)
-        return 0.9 * out * cheeks[:, None] + vec(0, 0, 0.15) * f.lips_area[:, None]
+        cheeks = gauss(np.abs(f.x) - 4.2, 1.5) * gauss(f.y - (L.MOUTH_Y + 1.0), 1.8) * f.skin_front
+        return 1.1 * self.normals * cheeks[:, None] + vec(0, 0, 0.2) * f.lips_area[:, None]
 
     def cheek_squint(self, s: int) -> np.ndarray:
         f = self.f
-        w = gauss(self.side_x(s) - 3.6, 1.5) * gauss(f.y - (L.EYE_Y - 2.3), 1.2) * f.skin_front
+        w = gauss(self.side_x(s) - 3.5, 1.5) * gauss(f.y - (L.EYE_Y - 2.2), 1.1) * f.skin_front
         _, lo = self.lid_angles()
-        return vec(0, 0.3, 0.08) * w[:, None] + self.lids(s, 0.0 * lo, 0.6 * lo, bulge=1.0)
+        return vec(0, 0.6, 0.2) * w[:, None] + self.lids(s, 0.0 * lo, 0.8 * lo, bulge=1.0)
 
     def nose_sneer(self, s: int) -> np.ndarray:
         f = self.f

@@ -23,7 +23,7 @@ from thunder3d.rigs._head.sdf import head_sdf
 
 NUM_COLUMNS = 120
 FRONT_DENSITY = 0.3  # d(theta)/ds at the front relative to a uniform spacing
-TOP_Y = 2.0  # top of the band of horizontal rays
+TOP_Y = 2.6  # top of the band of horizontal rays (above the brows)
 
 
 @dataclass
