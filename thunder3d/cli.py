@@ -84,6 +84,49 @@ def cmd_rig_import_ict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- data
+def cmd_data_align(args: argparse.Namespace) -> int:
+    from thunder3d.audio.align import align_file
+    from thunder3d.audio.phones import phones_to_json
+    from thunder3d.utils.io import atomic_write_text
+
+    phones = align_file(args.wav, text=args.text)
+    text = phones_to_json(phones)
+    if args.output:
+        atomic_write_text(args.output, text)
+        mode = "forced alignment" if args.text else "phone recognition"
+        print(f"wrote {len(phones)} phones ({mode}) to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_data_from_audio(args: argparse.Namespace) -> int:
+    from thunder3d.data.real import from_audio
+
+    report = from_audio(args.src, args.out, skip_bad=args.skip_bad, seed=args.seed)
+    print(report.summary())
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from thunder3d.data.importers import import_corpus
+
+    options = {} if args.fps is None else {"fps": args.fps}
+    report = import_corpus(args.format, args.src, args.out, skip_bad=args.skip_bad,
+                           split_by=args.split_by, **options)
+    print(report.summary())
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from thunder3d.data.synth import synthesize_corpus
+
+    report = synthesize_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers)
+    print(report.summary() if hasattr(report, "summary") else report)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thunder3d", description=__doc__.splitlines()[0])
@@ -118,6 +161,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=Path("ict_facekit.npz"))
     _common(p)
     p.set_defaults(func=cmd_rig_import_ict)
+
+    data = sub.add_parser("data", help="make, import and align talking-head corpora")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    p = data_sub.add_parser("synth", help="generate the synthetic audio-visual corpus (TTS + articulation)")
+    p.add_argument("--out", type=Path, required=True, help="corpus folder (resumable)")
+    p.add_argument("--hours", type=float, default=1.0, help="hours of speech (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    _common(p)
+    p.set_defaults(func=cmd_data_synth)
+
+    p = data_sub.add_parser("align", help="phones of a recording: forced alignment with --text, else recognition")
+    p.add_argument("wav", type=Path)
+    p.add_argument("--text", help="transcript for forced alignment")
+    p.add_argument("-o", "--output", type=Path, help="phones JSON (default: print)")
+    _common(p)
+    p.set_defaults(func=cmd_data_align)
+
+    p = data_sub.add_parser("from-audio", help="real recordings (+ <name>.txt transcripts) -> pseudo-ground-truth clips")
+    p.add_argument("src", type=Path, help="folder of recordings, searched recursively")
+    p.add_argument("--out", type=Path, required=True, help="corpus folder")
+    p.add_argument("--skip-bad", action="store_true", help="skip and list bad recordings instead of stopping")
+    _common(p)
+    p.set_defaults(func=cmd_data_from_audio)
+
+    p = data_sub.add_parser("import", help="import captured data (FLAME parameters, Live Link Face CSV)")
+    p.add_argument("src", type=Path)
+    p.add_argument("--format", required=True, help="flame | livelink")
+    p.add_argument("--out", type=Path, required=True, help="corpus folder")
+    p.add_argument("--fps", type=float, help="source frame rate when the files do not say (default 25)")
+    p.add_argument("--split-by", default="auto", help="auto | speaker | clip (default auto)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and list bad clips instead of stopping")
+    _common(p)
+    p.set_defaults(func=cmd_data_import)
     return parser
 
 
