@@ -188,3 +188,14 @@ def test_combine_rules():
     assert combine(np.ones((3, 52), np.float32), np.ones((3, 52), np.float32)).max() == 1.0
     with pytest.raises(ThunderError, match="52"):
         combine(np.zeros((3, 52)), np.zeros((4, 52)))
+
+
+def test_angry_emphasis_lowers_brows():
+    """Emphasis raises would cancel an angry brow posture: for angry they furrow instead."""
+    from thunder3d.rigs.arkit import ARKIT_INDEX
+
+    times = [0.5, 1.5, 2.5, 3.5]
+    angry = expression_track(125, "angry", 3, np.random.default_rng(4), emphasis_times=times).offsets
+    up = angry[:, ARKIT_INDEX["browInnerUp"]] + angry[:, ARKIT_INDEX["browOuterUpLeft"]]
+    down = angry[:, ARKIT_INDEX["browDownLeft"]]
+    assert down.min() > up.max()

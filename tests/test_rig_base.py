@@ -116,3 +116,14 @@ def test_rig_config_rebuilds_with_options():
     assert torch.equal(again.neutral, rig.neutral)
     with pytest.raises(RigError, match="'spec' key"):
         load_rig({"options": {}})
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -175,6 +175,10 @@ def blink_process(rng: np.random.Generator, duration: float, rate_per_min: float
     return np.array(times, dtype=np.float64)
 
 
+FROWNING_EMOTIONS = ("angry", "disgusted")
+"""Emotions whose emphasis gestures lower the brows (a raise would cancel their brow posture)."""
+
+
 def expression_track(num_frames: int, emotion: str = "neutral", intensity: int = 1,
                      rng: np.random.Generator | int | None = None,
                      emphasis_times: Sequence[float] | None = None, fps: int = FPS) -> ExpressionTrack:
@@ -232,9 +236,13 @@ def expression_track(num_frames: int, emotion: str = "neutral", intensity: int =
         amp = rng.uniform(0.15, 0.4)
         raise_track += amp * _pulse(t, start, 0.15, rng.uniform(0.1, 0.3), 0.3)
     lopsided = rng.uniform(-0.15, 0.15)
-    offsets[:, ARKIT_INDEX["browInnerUp"]] += raise_track
-    offsets[:, ARKIT_INDEX["browOuterUpLeft"]] += raise_track * 0.8 * (1 + lopsided)
-    offsets[:, ARKIT_INDEX["browOuterUpRight"]] += raise_track * 0.8 * (1 - lopsided)
+    if emotion in FROWNING_EMOTIONS:  # emphasis furrows the brows instead of raising them
+        offsets[:, ARKIT_INDEX["browDownLeft"]] += raise_track * (1 + lopsided)
+        offsets[:, ARKIT_INDEX["browDownRight"]] += raise_track * (1 - lopsided)
+    else:
+        offsets[:, ARKIT_INDEX["browInnerUp"]] += raise_track
+        offsets[:, ARKIT_INDEX["browOuterUpLeft"]] += raise_track * 0.8 * (1 + lopsided)
+        offsets[:, ARKIT_INDEX["browOuterUpRight"]] += raise_track * 0.8 * (1 - lopsided)
 
     # 4. gaze: fixations of ~0.4-2.5 s, quick saccades (two frames) to small random targets
     fix_times = [0.0]

@@ -7,6 +7,9 @@ so inference code never depends on rendering.
 - :func:`rig_camera` — the stable camera for a rig and view (from the neutral face, for videos).
 - :func:`save_png` — atomic PNG writing.
 - :class:`Renderer` — the reusable offscreen renderer (one context, many frames).
+- :func:`render_video` / :func:`render_video_grid` — h264 + AAC MP4s of animations with their audio,
+  streamed through the bundled ffmpeg (:class:`VideoWriter`); :func:`probe_media` reads streams back.
+- :func:`contact_sheet` / :func:`sequence_sheet` — labelled grids of pictures or rendered frames.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 from thunder3d.render.camera import VIEWS, Camera, framing, look_at, parse_views, perspective
 from thunder3d.render.gl import Renderer, RenderError, vertex_normals
+from thunder3d.render.sheet import GridLayout, contact_sheet, sequence_sheet
+from thunder3d.render.video import VideoWriter, probe_media, render_video, render_video_grid
 
 
 def rig_camera(rig, view: str, aspect: float = 1.0) -> Camera:
@@ -62,6 +67,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 __all__ = [
-    "VIEWS", "Camera", "RenderError", "Renderer", "framing", "look_at", "parse_views", "perspective",
-    "render_still", "rig_camera", "save_png", "vertex_normals",
+    "VIEWS", "Camera", "GridLayout", "RenderError", "Renderer", "VideoWriter", "contact_sheet", "framing",
+    "look_at", "parse_views", "perspective", "probe_media", "render_still", "render_video",
+    "render_video_grid", "rig_camera", "save_png", "sequence_sheet", "vertex_normals",
 ]
