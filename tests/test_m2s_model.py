@@ -1,0 +1,231 @@
+"""The M2S model: input features from the rig, shapes, gradients through the rig, freezing, losses."""
+
+import json
+
+import pytest
+import torch
+
+from thunder3d.audio.phones import NUM_PHONES
+from thunder3d.errors import ThunderError
+from thunder3d.models import (
+    M2S,
+    M2S_INPUTS,
+    M2SConfig,
+    ModelConfigError,
+    feature_dim,
+    freeze,
+    mel_l1,
+    phone_ce,
+    rig_features,
+    spectral_convergence,
+)
+from thunder3d.rigs import load_rig
+
+TINY = dict(dim=32, layers=1, heads=2, ff_mult=2, conv_kernel=5, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def rig():
+    return load_rig("builtin")
+
+
+def coeffs(B=2, T=9, C=52, seed=0, requires_grad=False):
+    c = torch.rand(B, T, C, generator=torch.Generator().manual_seed(seed)) * 0.6
+    return c.requires_grad_(requires_grad)
+
+
+def tiny_model(rig, variant, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return M2S(M2SConfig.for_rig(rig, variant, **{**TINY, **overrides}))
+
+
+# ---------------------------------------------------------------- features
+def test_feature_dims(rig):
+    assert feature_dim(rig, "mouth2s") == 3 * rig.region("mouth").numel()
+    assert feature_dim(rig, "face2s") == 3 * rig.region("face").numel()
+    assert feature_dim(rig, "exp2s") == rig.num_coeffs
+
+
+@pytest.mark.parametrize("variant,region", [("mouth2s", "mouth"), ("face2s", "face")])
+def test_vertex_features_are_region_offsets_in_mm(rig, variant, region):
+    c = coeffs()
+    feats = rig_features(rig, c, variant)
+    idx = rig.region(region)
+    expect = (rig(c)[..., idx, :] - rig.neutral[idx]).flatten(-2) * rig.mm_per_unit  # the general path
+    assert feats.shape == (2, 9, feature_dim(rig, variant))
+    torch.testing.assert_close(feats, expect, atol=1e-3, rtol=1e-4)
+    assert (rig_features(rig, torch.zeros(1, 52), variant) == 0).all()  # neutral face -> zeros
+    assert 1.0 < feats.abs().max() < 100.0  # millimetres: lips move a few mm to a few cm
+
+
+def test_exp2s_features_are_the_coefficients(rig):
+    c = coeffs()
+    assert torch.equal(rig_features(rig, c, "exp2s"), c)
+
+
+def test_unknown_variant_lists_valid_ones(rig):
+    with pytest.raises(ModelConfigError, match="mouth2s.*face2s.*exp2s"):
+        rig_features(rig, coeffs(), "lips2s")
+    with pytest.raises(ThunderError, match="valid"):
+        M2SConfig(input="jaw2s", in_dim=10)
+
+
+# ---------------------------------------------------------------- model
+@pytest.mark.parametrize("variant", M2S_INPUTS)
+def test_output_shapes(rig, variant):
+    model = tiny_model(rig, variant).eval()
+    out = model.from_rig_coeffs(rig, coeffs(B=3, T=11))
+    assert out.mel.shape == (3, 44, 80)
+    assert out.phone_logits.shape == (3, 11, NUM_PHONES)
+    assert out.hidden.shape == (3, 11, 32)
+    assert model.cfg.region == {"mouth2s": "mouth", "face2s": "face", "exp2s": None}[variant]
+
+
+def test_phone_head_is_optional(rig):
+    model = tiny_model(rig, "exp2s", phone_head=False)
+    assert model.from_rig_coeffs(rig, coeffs()).phone_logits is None
+
+
+def test_padding_does_not_change_valid_outputs(rig):
+    model = tiny_model(rig, "mouth2s").eval()
+    c = coeffs(B=1, T=10)
+    ref = model.from_rig_coeffs(rig, c).mel
+    padded = torch.cat([c, torch.rand(1, 6, 52)], 1)
+    mask = torch.tensor([[True] * 10 + [False] * 6])
+    out = model.from_rig_coeffs(rig, padded, mask).mel
+    torch.testing.assert_close(out[:, :40], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_stats_normalise_input_and_denormalise_mel(rig):
+    model = tiny_model(rig, "exp2s").eval()
+    feats = rig_features(rig, coeffs(), "exp2s")
+    before = model(feats).mel
+    model.set_mel_stats(torch.full((80,), -4.0), torch.full((80,), 2.0))
+    torch.testing.assert_close(model(feats).mel, before * 2.0 - 4.0)
+    model.set_input_stats(torch.full((52,), 0.3), torch.zeros(52))  # zero std is floored, not divided by
+    assert torch.isfinite(model(feats).mel).all()
+    keys = model.state_dict().keys()
+    assert {"feat_mean", "feat_std", "mel_mean", "mel_std"} <= set(keys)
+    assert not any("rotary" in k for k in keys)
+    with pytest.raises(ValueError, match=r"\[80\]"):
+        model.set_mel_stats(torch.zeros(79), torch.ones(79))
+
+
+def test_wrong_rig_or_width_is_refused(rig):
+    model = tiny_model(rig, "mouth2s")
+    with pytest.raises(ValueError, match="4224|features"):
+        model(torch.zeros(1, 3, 10))
+    model.cfg.in_dim += 3  # pretend it was built for another rig
+    with pytest.raises(ModelConfigError, match="builtin"):
+        model.from_rig_coeffs(rig, coeffs())
+
+
+# ---------------------------------------------------------------- gradients and freezing
+@pytest.mark.parametrize("variant", ["mouth2s", "face2s"])
+def test_gradient_reaches_coefficients_through_the_rig(rig, variant):
+    model = tiny_model(rig, variant).train()
+    c = coeffs(requires_grad=True)
+    out = model.from_rig_coeffs(rig, c, torch.ones(2, 9, dtype=torch.bool))
+    mel_l1(out.mel, torch.randn(2, 36, 80)).backward()
+    assert torch.isfinite(c.grad).all()
+    assert c.grad[..., rig.coeff_index("jawOpen")].abs().min() > 0  # every frame's jaw gets a signal
+    mel_path = [p for n, p in model.named_parameters() if not n.startswith("phone_head")]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mel_path)
+
+
+def test_gradient_through_the_general_rig_path(rig):
+    """The blendshape fast path of rig_features gives the same gradient as going through rig.forward."""
+    model = tiny_model(rig, "mouth2s")
+    c = coeffs(requires_grad=True)
+    feats = rig_features(rig, c, "mouth2s")
+    idx = rig.region("mouth")
+    general = (rig(c)[..., idx, :] - rig.neutral[idx]).flatten(-2) * rig.mm_per_unit
+    model(general).mel.sum().backward()
+    g_general = c.grad.clone()
+    c.grad = None
+    model(feats).mel.sum().backward()
+    torch.testing.assert_close(c.grad, g_general, atol=1e-3, rtol=1e-3)
+
+
+def test_frozen_m2s_passes_gradient_to_input_only(rig):
+    model = freeze(tiny_model(rig, "mouth2s", dropout=0.3).train())
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    c = coeffs(requires_grad=True)
+    out = model.from_rig_coeffs(rig, c)
+    (mel_l1(out.mel, torch.randn(2, 36, 80)) + phone_ce(out.phone_logits, torch.zeros(2, 9))).backward()
+    assert c.grad is not None and c.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+    torch.testing.assert_close(model.from_rig_coeffs(rig, c).mel, out.mel)  # no dropout once frozen
+
+
+# ---------------------------------------------------------------- config
+def test_config_json_round_trip(rig):
+    cfg = M2SConfig.for_rig(rig, "face2s", dim=64, layers=2, phone_head=False)
+    data = json.loads(json.dumps(cfg.to_dict()))
+    back = M2SConfig.from_dict(data)
+    assert back == cfg and back.rig == {"spec": "builtin", "options": {}} and back.region == "face"
+    model = M2S(back)
+    assert model.cfg.in_dim == feature_dim(rig, "face2s")
+
+
+def test_config_refuses_unknown_and_missing_keys(rig):
+    data = M2SConfig.for_rig(rig, "exp2s").to_dict()
+    with pytest.raises(ModelConfigError, match="unknown.*'widht'.*valid"):
+        M2SConfig.from_dict({**data, "widht": 3})
+    del data["in_dim"]
+    with pytest.raises(ModelConfigError, match="in_dim"):
+        M2SConfig.from_dict(data)
+    with pytest.raises(ModelConfigError, match="odd"):
+        M2SConfig(input="exp2s", in_dim=52, conv_kernel=4)
+
+
+# ---------------------------------------------------------------- losses
+def test_mel_l1_respects_the_mask():
+    pred, target = torch.zeros(2, 12, 80), torch.ones(2, 12, 80)
+    target[0, 8:] = 50.0  # frame 2 of clip 0 is padding
+    target[1, 4:] = -7.0  # frames 1.. of clip 1 are padding
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    assert mel_l1(pred, target, mask).item() == pytest.approx(1.0)
+    assert mel_l1(pred, target).item() > 1.0
+    with pytest.raises(ValueError):
+        mel_l1(pred, target, torch.ones(2, 5, dtype=torch.bool))
+
+
+def test_spectral_convergence_and_phone_ce():
+    target = torch.randn(2, 8, 80)
+    mask = torch.tensor([[True, True], [True, False]])
+    assert spectral_convergence(target, target, mask).item() == pytest.approx(0.0, abs=1e-3)
+    noisy = target.clone()
+    noisy[1, 4:] += 5.0  # only padding differs
+    assert spectral_convergence(noisy, target, mask).item() == pytest.approx(0.0, abs=1e-3)
+    assert spectral_convergence(target - 1.0, target, mask).item() > 0.3
+
+    logits = torch.zeros(1, 3, NUM_PHONES)
+    logits[0, 0, 5] = 20.0
+    labels = torch.tensor([[5, -100, 7]])
+    mask = torch.tensor([[True, True, False]])
+    assert phone_ce(logits, labels, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert phone_ce(logits, labels).item() > 1.0
+    assert phone_ce(logits, torch.full((1, 3), -100)).item() == 0.0
+
+
+# ---------------------------------------------------------------- learning
+def test_tiny_model_overfits_one_batch(rig):
+    torch.manual_seed(0)
+    model = tiny_model(rig, "mouth2s", dim=48)
+    c = coeffs(B=4, T=16, seed=3)
+    feats = rig_features(rig, c, "mouth2s")
+    # a target the face determines: a fixed random map of the coefficients, smoothed over mel frames
+    mixing = torch.randn(52, 4 * 80, generator=torch.Generator().manual_seed(4))
+    target = (c @ mixing).reshape(4, 64, 80) - 6.0
+    model.set_input_stats(feats.mean((0, 1)), feats.std((0, 1)))
+    model.set_mel_stats(target.mean((0, 1)), target.std((0, 1)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(50):
+        loss = mel_l1(model(feats).mel, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.5 * losses[0], losses[::10]
