@@ -199,3 +199,12 @@ def test_angry_emphasis_lowers_brows():
     up = angry[:, ARKIT_INDEX["browInnerUp"]] + angry[:, ARKIT_INDEX["browOuterUpLeft"]]
     down = angry[:, ARKIT_INDEX["browDownLeft"]]
     assert down.min() > up.max()
+
+
+def test_head_rotation_is_axis_angle_in_rig_frame():
+    from thunder3d.data.expression import euler_to_rotvec
+
+    # pitch only -> rotation about +x; yaw only -> about +y; roll only -> about -z
+    np.testing.assert_allclose(euler_to_rotvec(np.array([[0.1, 0, 0]])), [[0.1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(euler_to_rotvec(np.array([[0, 0.2, 0]])), [[0, 0.2, 0]], atol=1e-12)
+    np.testing.assert_allclose(euler_to_rotvec(np.array([[0, 0, 0.05]])), [[0, 0, -0.05]], atol=1e-12)

@@ -120,11 +120,15 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    from thunder3d.audio.augment import AugmentConfig
     from thunder3d.data.synth import synthesize_corpus
 
-    report = synthesize_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers)
-    print(report.summary() if hasattr(report, "summary") else report)
-    return 0
+    report = synthesize_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers,
+                               voices=args.voices.split(",") if args.voices else None,
+                               augment=AugmentConfig.none() if args.no_augment else None,
+                               progress=not args.no_progress)
+    print(report.summary())
+    return 1 if report.failed else 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -169,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="corpus folder (resumable)")
     p.add_argument("--hours", type=float, default=1.0, help="hours of speech (default 1)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--voices", help="comma-separated espeak accents and/or festival:VOICE (default: espeak English)")
+    p.add_argument("--no-augment", action="store_true", help="clean speech (no noise/reverb/EQ/speed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(func=cmd_data_synth)
 

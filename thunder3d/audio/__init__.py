@@ -1,6 +1,6 @@
 """Audio: loading and validation (:mod:`.io`), log-mel features with frame helpers (:mod:`.features`),
 the phone inventory (:mod:`.phones`), speech synthesis with phone timings (:mod:`.tts`), and forced
-alignment / phone recognition (:mod:`.align`)."""
+alignment / phone recognition (:mod:`.align`), augmentation (:mod:`.augment`)."""
 
 from thunder3d.audio.align import (
     AlignmentResult,
@@ -9,6 +9,7 @@ from thunder3d.audio.align import (
     align_file,
     recognize_phones,
 )
+from thunder3d.audio.augment import AugmentConfig, augment
 from thunder3d.audio.features import (
     LogMel,
     frame_times,
@@ -52,4 +53,5 @@ __all__ = [
     "to_frame_labels", "validate_phones",
     "Utterance", "list_variants", "list_voices", "synthesize",
     "AlignmentResult", "align", "align_detailed", "align_file", "recognize_phones",
+    "AugmentConfig", "augment",
 ]

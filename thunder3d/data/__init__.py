@@ -34,6 +34,8 @@ from thunder3d.data.dataset import PAD_PHONE, ClipDataset, Normalizer, collate, 
 from thunder3d.data.import_livelink import read_livelink_csv, write_livelink_csv
 from thunder3d.data.importers import FORMATS as IMPORT_FORMATS
 from thunder3d.data.importers import ImportReport, import_corpus
+from thunder3d.data.synth import SynthReport, VoiceSource, available_voices, plan_corpus, synthesize_corpus
+from thunder3d.data.text import SentenceGenerator, sentence_split
 
 __all__ = [
     "EMOTIONS", "IMPORT_FORMATS", "INTENSITIES", "PAD_PHONE", "SPLITS", "Clip", "ClipDataset",
@@ -42,4 +44,6 @@ __all__ = [
     "combine", "compute_stats", "corpus_clips", "expression_track", "import_corpus", "load_clip",
     "manifest_entry", "read_livelink_csv", "read_manifest", "rebuild_manifest", "save_clip",
     "validate_clip", "write_livelink_csv", "write_manifest",
+    "SentenceGenerator", "SynthReport", "VoiceSource", "available_voices", "plan_corpus",
+    "sentence_split", "synthesize_corpus",
 ]

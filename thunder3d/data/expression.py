@@ -11,9 +11,11 @@
 - **Brow raises** loosely tied to emphasis times (e.g. stressed word onsets), with random misses
   and a few spontaneous extra raises.
 - **Gaze**: fixations with small saccades between them (``eyeLook*``).
-- **Head rotation** ``[T, 3]`` (pitch, yaw, roll in radians; pitch > 0 tilts the chin down, yaw > 0
-  turns towards the subject's left, roll > 0 tilts the top of the head towards the subject's
-  left): slow drift, an emotion-dependent posture and small nods at emphasis times.
+- **Head rotation** ``[T, 3]``: slow drift, an emotion-dependent posture and small nods at
+  emphasis times, drawn as pitch, yaw, roll (radians; pitch > 0 tilts the chin down, yaw > 0 turns
+  towards the subject's left, roll > 0 tilts the top of the head towards the subject's left) and
+  stored as an axis-angle vector (rx, ry, rz) in the rig frame (+x subject's left, +y up, +z out
+  of the face), the convention of the clip format and of FLAME's global pose.
 
 :func:`combine` adds these offsets to speech coefficients from :mod:`thunder3d.data.articulation`
 with rules that let them interact with the visemes (see its docstring).
@@ -130,7 +132,7 @@ class ExpressionTrack:
 
     Attributes:
         offsets: ``[T, 52]`` float32 ARKit offsets (emotion, blinks, brow raises, gaze), >= 0.
-        head_rotation: ``[T, 3]`` float32 pitch, yaw, roll in radians (module docstring).
+        head_rotation: ``[T, 3]`` float32 axis-angle (rx, ry, rz) in radians (module docstring).
         blink_times: ``[B]`` float64 blink onsets in seconds.
         emotion: canonical emotion name; intensity: 1..3; fps: frame rate.
     """
@@ -173,6 +175,19 @@ def blink_process(rng: np.random.Generator, duration: float, rate_per_min: float
         times.append(t)
         t += refractory + rng.gamma(shape, scale)
     return np.array(times, dtype=np.float64)
+
+
+def euler_to_rotvec(pitch_yaw_roll: np.ndarray) -> np.ndarray:
+    """Head angles ``[T, 3]`` (pitch, yaw, roll; module docstring) -> axis-angle ``[T, 3]``.
+
+    R = Ry(yaw) Rx(pitch) Rz(-roll): pitch about +x (chin down), yaw about +y (towards +x),
+    roll about -z (top of the head towards +x).
+    """
+    from scipy.spatial.transform import Rotation
+
+    pyr = np.asarray(pitch_yaw_roll, dtype=np.float64).reshape(-1, 3)
+    angles = np.stack([pyr[:, 1], pyr[:, 0], -pyr[:, 2]], axis=-1)  # intrinsic Y, X, Z
+    return Rotation.from_euler("YXZ", angles).as_rotvec().reshape(np.shape(pitch_yaw_roll))
 
 
 FROWNING_EMOTIONS = ("angry", "disgusted")
@@ -289,7 +304,7 @@ def expression_track(num_frames: int, emotion: str = "neutral", intensity: int =
 
     return ExpressionTrack(
         offsets=np.clip(offsets, 0.0, 1.0).astype(np.float32),
-        head_rotation=head.astype(np.float32),
+        head_rotation=euler_to_rotvec(head).astype(np.float32),
         blink_times=blink_times,
         emotion=emotion,
         intensity=intensity,
