@@ -43,6 +43,7 @@ from thunder3d.audio.phones import (
     validate_phones,
 )
 from thunder3d.audio.tts import Utterance, list_variants, list_voices, synthesize
+from thunder3d.audio.vocoder import griffin_lim, mel_to_linear, spectral_convergence, vocode
 
 __all__ = [
     "AudioInfo", "LogMel", "audio_info", "frame_times", "frames_to_mel", "frames_to_samples",
@@ -54,4 +55,5 @@ __all__ = [
     "Utterance", "list_variants", "list_voices", "synthesize",
     "AlignmentResult", "align", "align_detailed", "align_file", "recognize_phones",
     "AugmentConfig", "augment",
+    "griffin_lim", "mel_to_linear", "spectral_convergence", "vocode",
 ]

@@ -45,7 +45,9 @@ VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", 
                     "UH", "UW"})
 DIPHTHONGS = frozenset({"AW", "AY", "EY", "OW", "OY"})
 CONSONANTS = frozenset(PHONES[1:]) - VOWELS
-OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})  # jaw clearly open at the nucleus
+# jaw clearly open at the nucleus. AH is left out: in running speech ARPAbet's AH is mostly the
+# reduced schwa ("a", "the", "-tion"), a short mid-central vowel, not an open one.
+OPEN_VOWELS = frozenset({"AA", "AE", "AO", "AW", "AY"})
 CLOSE_VOWELS = frozenset({"IY", "IH", "UW", "UH"})  # high tongue, small jaw opening
 SPREAD_VOWELS = frozenset({"IY", "IH", "EY", "EH", "AE"})  # unrounded front vowels, lips spread
 # lips rounded (and protruded) during the sound: back rounded vowels, diphthongs ending or starting

@@ -84,7 +84,7 @@ TAILS: dict[str, tuple[float, float]] = {
     "spreading": (0.09, 0.06),
     "tongue": (0.045, 0.04),
 }
-CRITICAL_TAILS = (0.025, 0.016)  # critical dominances: short tails, so closure does not swallow vowels
+CRITICAL_TAILS = (0.015, 0.012)  # critical dominances: short tails, so closure does not swallow vowels
 _SIL_CORE = 0.04  # seconds from each end of a silence to its core
 CONTACT = 0.85  # blended lip closure at which the lips touch
 _PAUSE_CARRY = 1.8  # carry-over tails of a phone before a silence are this much longer
@@ -122,7 +122,8 @@ def _vowel(jaw: float, *, rounded: float = 0.0, funnel: float = 0.0, spread: flo
     values = {"jawOpen": jaw, "mouthPucker": rounded, "mouthFunnel": funnel, "mouthStretch": spread,
               "mouthSmile": smile, "mouthLowerDown": lower, "mouthUpperUp": upper}
     return _t({k: v for k, v in values.items() if v},
-              jaw=2.0, closure=STRONG, labial=MID,
+              jaw=STRONG if jaw >= 0.45 else 2.0,  # open vowels hold the jaw against neighbours
+              closure=STRONG, labial=MID,
               rounding=STRONG if rounded or funnel else WEAK,
               spreading=MID if spread or smile else WEAK)
 
@@ -146,7 +147,7 @@ _EY = _vowel(0.28, spread=0.2, smile=0.1, lower=0.06, upper=0.05)
 # but need not shut, since mouthClose follows it. Labiodentals tuck the lower lip under the
 # upper teeth. Sibilants and affricates bring the teeth together and flare the lips; SH ZH CH JH
 # round. Alveolars, dentals and velars set the jaw and leave the lips to their neighbours.
-_BILABIAL = dict(jaw=MID, closure=CRITICAL, labial=STRONG, rounding=FREE, spreading=WEAK, core=0.1)
+_BILABIAL = dict(jaw=WEAK, closure=CRITICAL, labial=STRONG, rounding=FREE, spreading=WEAK, core=0.25)
 _LABIODENTAL = dict(jaw=STRONG, closure=STRONG, labial=CRITICAL, rounding=WEAK, spreading=WEAK, core=0.1)
 _SIL = 0.5
 _LINGUAL = dict(closure=MID, labial=FREE, rounding=FREE, spreading=FREE)
@@ -343,8 +344,8 @@ def _segments(phones: list[tuple[float, float, str]], duration: float) -> list[_
         if len(targets) == 1:
             core = targets[0].core * dur
             segments.append(_Segment(start + core, end - core, targets[0], carry))
-        else:  # diphthong: first target over the first half, second over the second
-            segments.append(_Segment(start + 0.15 * dur, start + 0.35 * dur, targets[0]))
+        else:  # diphthong: the nucleus (first target) holds most of it, the offglide ends it
+            segments.append(_Segment(start + 0.1 * dur, start + 0.5 * dur, targets[0]))
             segments.append(_Segment(start + 0.8 * dur, end - 0.05 * dur, targets[1], carry))
     return segments
 
