@@ -29,6 +29,25 @@ def _parse_coeffs(items: list[str]) -> dict[str, float]:
     return values
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    """Options of the shared training loop (thunder3d.train.loop.TrainConfig)."""
+    p.add_argument("--out", type=Path, required=True, help="run folder (never deleted; use --resume to continue)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16, help="per process")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay (0 = off)")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this many minutes")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/last")
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -131,6 +150,85 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+# ----------------------------------------------------------------------------- train / eval / speak
+def _train_config(args: argparse.Namespace, best_metric: str):
+    from thunder3d.train.loop import TrainConfig
+
+    return TrainConfig(
+        out=str(args.out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema, eval_every=args.eval_every,
+        save_every=args.save_every, seed=args.seed, device=args.device, resume=args.resume,
+        best_metric=best_metric, max_minutes=args.max_minutes, num_workers=args.workers,
+        progress=not args.no_progress)
+
+
+def cmd_train_m2s(args: argparse.Namespace) -> int:
+    import torch
+
+    from thunder3d.train.loop import train
+    from thunder3d.train.m2s import M2SData, M2STask
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = M2SData(corpus=str(args.corpus), rig=args.rig, input=args.input,
+                   window_seconds=args.window, phone_weight=args.phone_weight, sc_weight=args.sc_weight)
+    model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
+                 dropout=args.dropout)
+    result = train(M2STask(data, model), _train_config(args, "val_mel_l1"))
+    print(f"stopped at step {result.step} ({result.stopped}); best val_mel_l1 {result.best_metric} "
+          f"at step {result.best_step}; checkpoints in {result.out}")
+    return 0
+
+
+def cmd_eval_m2s(args: argparse.Namespace) -> int:
+    import torch
+
+    from thunder3d.data.clip import corpus_clips, load_clip
+    from thunder3d.eval.m2s import evaluate_m2s, format_report
+    from thunder3d.train.m2s import load_m2s
+    from thunder3d.utils.io import atomic_write_text
+
+    torch.manual_seed(args.seed)
+    model, rig = load_m2s(args.checkpoint, device=args.device)
+    ids = corpus_clips(args.corpus, args.split)[: args.clips or None]
+    clips = [load_clip(args.corpus, cid) for cid in ids]
+    result = evaluate_m2s(model, rig, clips, device=args.device)
+    result.update(checkpoint=str(args.checkpoint), corpus=str(args.corpus), split=args.split,
+                  input=model.cfg.input, rig=rig.spec)
+    print(format_report(result))
+    if args.output:
+        atomic_write_text(args.output, json.dumps(result, indent=2))
+        print(f"wrote {args.output}")
+    return 0 if result["criterion_met"] else 1
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from thunder3d.audio.io import save_audio
+    from thunder3d.audio.vocoder import vocode
+    from thunder3d.models.m2s import rig_features
+    from thunder3d.train.m2s import load_m2s
+
+    model, rig = load_m2s(args.m2s, device=args.device)
+    try:
+        with np.load(args.animation, allow_pickle=False) as data:
+            coeffs = np.asarray(data["coeffs"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ThunderError(f"{args.animation}: not an animation npz with 'coeffs' ({exc})") from None
+    if coeffs.ndim != 2 or coeffs.shape[1] != rig.num_coeffs or not np.isfinite(coeffs).all():
+        raise ThunderError(f"{args.animation}: coeffs must be finite [T, {rig.num_coeffs}] for rig "
+                           f"{rig.spec!r}, got {coeffs.shape}")
+    with torch.no_grad():
+        x = torch.from_numpy(coeffs).to(args.device)[None]
+        mel = model(rig_features(rig, x, model.cfg.input)).mel[0].cpu()
+    wav = vocode(mel, n_iter=args.iterations, seed=args.seed)
+    save_audio(args.output, wav)
+    print(f"wrote {args.output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thunder3d", description=__doc__.splitlines()[0])
@@ -202,6 +300,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip and list bad clips instead of stopping")
     _common(p)
     p.set_defaults(func=cmd_data_import)
+
+    tr = sub.add_parser("train", help="train models on the shared loop (resume, DDP via torchrun)")
+    tr_sub = tr.add_subparsers(dest="train_command", required=True)
+    p = tr_sub.add_parser("m2s", help="train a mesh-to-speech model")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--rig", default="builtin", help="rig spec the animation is rendered with (default builtin)")
+    p.add_argument("--input", default="mouth2s", help="mouth2s | face2s | exp2s (default mouth2s)")
+    p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
+    p.add_argument("--phone-weight", type=float, default=0.2, help="phone cross-entropy weight (0 = off)")
+    p.add_argument("--sc-weight", type=float, default=0.0, help="spectral convergence weight")
+    p.add_argument("--dim", type=int, default=192)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--conv-kernel", type=int, default=15)
+    p.add_argument("--dropout", type=float, default=0.1)
+    _train_args(p)
+    p.set_defaults(func=cmd_train_m2s)
+
+    ev = sub.add_parser("eval", help="evaluate trained models")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    p = ev_sub.add_parser("m2s", help="mel accuracy and the sync-sensitivity curve of an M2S")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run folder or checkpoint directory")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
+    p.add_argument("-o", "--output", type=Path, help="write the result as JSON")
+    _common(p)
+    p.set_defaults(func=cmd_eval_m2s)
+
+    p = sub.add_parser("speak", help="hear a face: vocode what a trained M2S hears in an animation")
+    p.add_argument("animation", type=Path, help="npz with coeffs [T, C] (a clip or an exported animation)")
+    p.add_argument("--m2s", type=Path, required=True, help="M2S run folder or checkpoint")
+    p.add_argument("--iterations", type=int, default=60, help="Griffin-Lim iterations")
+    p.add_argument("-o", "--output", type=Path, default=Path("speech.wav"))
+    _common(p)
+    p.set_defaults(func=cmd_speak)
     return parser
 
 

@@ -1,0 +1,94 @@
+"""M2S end to end at small size: train through the CLI, evaluate, speak, load with checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from thunder3d.cli import main
+from thunder3d.data.clip import corpus_clips
+from thunder3d.data.synth import synthesize_corpus
+from thunder3d.errors import CheckpointError
+from thunder3d.train.m2s import load_m2s
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m2s_corpus")
+    synthesize_corpus(out, hours=0.02, seed=5, workers=1, progress=False, max_clips=20)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m2s_run") / "run"
+    args = ["train", "m2s", "--corpus", str(corpus), "--out", str(out), "--steps", "6",
+            "--batch-size", "4", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
+            "--eval-every", "3", "--save-every", "3", "--warmup", "2", "--no-progress", "--seed", "1"]
+    assert main(args) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_train_eval_speak(run, corpus, tmp_path, capsys):
+    assert (run / "best" / "model.safetensors").is_file() and (run / "last" / "config.json").is_file()
+    config = json.loads((run / "best" / "config.json").read_text())
+    assert config["task"] == "m2s" and config["rig"]["spec"] == "builtin"
+    assert config["model"]["input"] == "mouth2s"
+
+    out = tmp_path / "eval.json"
+    main(["eval", "m2s", "--checkpoint", str(run), "--corpus", str(corpus), "--split", "train",
+          "--clips", "3", "-o", str(out)])
+    result = json.loads(out.read_text())
+    assert set(result["sync_curve"]) == {"0", "±1", "±2", "±4", "±8", "mismatched", "neutral"}
+    assert result["clips"] == 3 and np.isfinite(result["mel_l1"])
+
+    clip = corpus_clips(corpus, "train")[0]
+    wav = tmp_path / "speech.wav"
+    assert main(["speak", str(corpus / f"{clip}.npz"), "--m2s", str(run), "-o", str(wav),
+                 "--iterations", "4"]) == 0
+    import soundfile
+
+    audio, sr = soundfile.read(wav)
+    assert sr == 16000 and len(audio) > 16000 and np.isfinite(audio).all()
+
+
+def test_resume_continues(run, corpus):
+    args = ["train", "m2s", "--corpus", str(corpus), "--out", str(run), "--steps", "8",
+            "--batch-size", "4", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
+            "--eval-every", "4", "--save-every", "4", "--warmup", "2", "--no-progress", "--seed", "1",
+            "--resume"]
+    assert main(args) == 0
+    state = json.loads((run / "last" / "training_state.json").read_text())
+    assert "8" in json.dumps(state)  # continued to step 8
+
+
+def test_load_checks_rig_input_and_truncation(run, tmp_path, capsys):
+    model, rig = load_m2s(run)
+    assert rig.name == "builtin" and model.cfg.input == "mouth2s"
+    with pytest.raises(CheckpointError, match="input 'mouth2s', not 'exp2s'"):
+        load_m2s(run, input="exp2s")
+    # a truncated weights file is a clear CheckpointError
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run / "best", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError):
+        load_m2s(broken)
+    assert main(["eval", "m2s", "--checkpoint", str(broken), "--corpus", str(tmp_path)]) == 2
+    assert "thunder3d: error:" in capsys.readouterr().err
+
+
+def test_speak_rejects_bad_animation(run, tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, coeffs=np.full((10, 7), np.nan, dtype=np.float32))
+    assert main(["speak", str(bad), "--m2s", str(run), "-o", str(tmp_path / "x.wav")]) == 2
+    assert "coeffs must be finite" in capsys.readouterr().err
+
+
+def test_load_refuses_another_rig(run, ict_file):
+    with pytest.raises(CheckpointError, match="trained for rig 'builtin', not 'ict:"):
+        load_m2s(run, rig=f"ict:{ict_file}")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the M2S sync-sensitivity check, comparison tables."""

@@ -1,0 +1,521 @@
+"""Checkpoints as directories of safetensors + JSON, written atomically, never pickled.
+
+Layout of a checkpoint directory::
+
+    config.json                  everything needed to rebuild the model: format_version, task,
+                                 model (the model config), rig, normalizer, train config, ...
+                                 plus "files": size and sha256 of every file below
+    model.safetensors            the model's state_dict (training weights)
+    ema.safetensors              EMA weights, when training kept them
+    training_state.safetensors   tensors of the training state (optimizer moments, RNG states)
+    training_state.json          the rest of it: optimizer param groups, LR scheduler, step,
+                                 epoch, best metric, sampler position; tensors appear there as
+                                 {"__tensor__": "<key in training_state.safetensors>"}
+
+Only ``config.json`` and ``model.safetensors`` are needed for inference; the two
+``training_state`` files exist in checkpoints meant for resuming.
+
+:func:`save_checkpoint` builds the directory under a temporary name beside the target, fsyncs
+every file, then renames it into place (an existing checkpoint is first renamed aside, then
+removed once the new one is in place), so a crash leaves either the old or the new checkpoint,
+never a mix. :func:`load_checkpoint` checks file sizes and hashes, the format version and,
+with ``expect``, that the checkpoint was trained for what the caller asks for::
+
+    ckpt = load_checkpoint("runs/m2s/best", expect={"task": "m2s", "rig.spec": "builtin",
+                                                    "model.input": "mouth2s"})
+    model = M2S(M2SConfig(**ckpt.config["model"]))
+    ckpt.load_into(model)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from thunder3d.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+STATE_TENSORS_FILE = "training_state.safetensors"
+STATE_JSON_FILE = "training_state.json"
+
+_TENSOR, _NDARRAY, _TUPLE, _ITEMS = "__tensor__", "__ndarray__", "__tuple__", "__items__"
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        path: the checkpoint directory.
+        config: the parsed ``config.json``.
+        state_dict: model weights (CPU tensors unless another ``map_location`` was given).
+        ema_state_dict: EMA weights, or None.
+        training_state: ``{"optimizer", "scheduler", "state"}`` decoded from the
+            ``training_state`` files, or None for an inference-only checkpoint.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    ema_state_dict: dict[str, Tensor] | None = None
+    training_state: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A config value by dotted key (``"rig.spec"``), or ``default``."""
+        found, value = _lookup(self.config, key)
+        return value if found else default
+
+    @property
+    def task(self) -> str | None:
+        return self.config.get("task")
+
+    @property
+    def step(self) -> int | None:
+        """Optimizer steps done when saved (from the training state, else the config)."""
+        if self.training_state is not None:
+            return self.training_state.get("state", {}).get("step")
+        return self.config.get("step")
+
+    def weights(self, ema: bool | None = None) -> dict[str, Tensor]:
+        """Weights for use: the EMA ones when present (``ema=None``) or asked for (``ema=True``)."""
+        if ema is None:
+            ema = self.ema_state_dict is not None
+        if ema:
+            if self.ema_state_dict is None:
+                raise CheckpointError(f"checkpoint {self.path} has no EMA weights ({EMA_FILE})")
+            return self.ema_state_dict
+        return self.state_dict
+
+    def load_into(self, model: nn.Module, *, ema: bool | None = None, strict: bool = True) -> nn.Module:
+        """Copy :meth:`weights` into ``model`` (unwrapping DDP); clear error on a layout mismatch."""
+        model = getattr(model, "module", model)
+        result = model.load_state_dict(self.weights(ema), strict=False)
+        problems = []
+        if result.missing_keys and strict:
+            problems.append(f"missing {_few(result.missing_keys)}")
+        if result.unexpected_keys and strict:
+            problems.append(f"unexpected {_few(result.unexpected_keys)}")
+        if problems:
+            raise CheckpointError(f"checkpoint {self.path} does not fit this model: "
+                                  + "; ".join(problems) + " (was it built with another model config?)")
+        return model
+
+
+# --------------------------------------------------------------------------- saving
+def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, Tensor],
+                    config: Mapping[str, Any], optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None, state: Mapping[str, Any] | None = None,
+                    ema: Any = None, write_extra: Callable[[Path], None] | None = None) -> Path:
+    """Write a checkpoint directory at ``path`` atomically (module docstring for the layout).
+
+    Args:
+        path: the directory to create or replace.
+        model: a module (a DDP wrapper is unwrapped) or a state dict.
+        config: JSON-serialisable; ``format_version`` and ``files`` are added.
+        optimizer, scheduler: saved into the training state when given.
+        state: other training state (step, epoch, best metric, RNG states, sampler position...):
+            nested dicts/lists/tuples of JSON scalars, tensors and numpy arrays.
+        ema: EMA weights: a state dict or an object with ``state_dict()``.
+        write_extra: called with the temporary directory to add files of the caller's own.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    config = dict(config)
+    for reserved in ("format_version", "files"):
+        config.pop(reserved, None)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        files = [MODEL_FILE]
+        _save_tensors(tmp / MODEL_FILE, _state_dict_of(model))
+        if ema is not None:
+            _save_tensors(tmp / EMA_FILE, dict(ema.state_dict() if hasattr(ema, "state_dict") else ema))
+            files.append(EMA_FILE)
+        if optimizer is not None or scheduler is not None or state is not None:
+            tree = {"format_version": FORMAT_VERSION,
+                    "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "state": dict(state) if state is not None else {}}
+            tensors: dict[str, Tensor] = {}
+            encoded = _encode(tree, "", tensors)
+            _save_tensors(tmp / STATE_TENSORS_FILE, tensors)
+            _write_text(tmp / STATE_JSON_FILE, json.dumps(encoded, indent=1))
+            files += [STATE_TENSORS_FILE, STATE_JSON_FILE]
+        if write_extra is not None:
+            write_extra(tmp)
+        config = {"format_version": FORMAT_VERSION, **config,
+                  "files": {name: _file_record(tmp / name) for name in files}}
+        try:
+            text = json.dumps(config, indent=2, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint config is not plain JSON ({exc})") from exc
+        _write_text(tmp / CONFIG_FILE, text)  # written last: a config.json means a complete dir
+        os.chmod(tmp, 0o777 & ~_umask())
+        _fsync_dir(tmp)
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; an existing ``target`` goes aside first, then is removed."""
+    aside = None
+    if target.exists():
+        aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, aside)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, target)
+        raise
+    _fsync_dir(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _state_dict_of(model: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    if isinstance(model, nn.Module):
+        return getattr(model, "module", model).state_dict()
+    return dict(model)
+
+
+def _save_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    out: dict[str, Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, Tensor):
+            raise CheckpointError(f"{path.name}: {name!r} is a {type(tensor).__name__}, not a tensor")
+        t = tensor.detach().cpu().contiguous()
+        storage = t.untyped_storage()
+        # safetensors refuses tensors sharing memory (tied weights, views): give those their own copy
+        if storage.data_ptr() in seen or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    save_file(out, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o666 & ~_umask())  # safetensors creates 0600 files: give the usual permissions
+    _fsync_file(path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- loading
+def load_checkpoint(path: str | os.PathLike, *, expect: Mapping[str, Any] | None = None,
+                    map_location: str | torch.device = "cpu", verify: bool = True,
+                    training_state: bool = True) -> Checkpoint:
+    """Read a checkpoint directory written by :func:`save_checkpoint`.
+
+    Args:
+        path: the directory (a path to its ``config.json`` or ``model.safetensors`` also works).
+        expect: dotted config keys and the values the caller needs, e.g.
+            ``{"task": "m2s", "rig.spec": "builtin", "model.input": "mouth2s"}``; dict values are
+            compared leaf by leaf.
+        map_location: device of the loaded tensors.
+        verify: check each file's size and sha256 against ``config.json``.
+        training_state: also read the training state when the checkpoint has one.
+
+    Raises:
+        CheckpointError: missing directory or file, truncated or corrupt file, invalid JSON,
+            unsupported format version, or a mismatch with ``expect`` naming both values.
+    """
+    root = Path(path)
+    if root.is_file() and root.name in (CONFIG_FILE, MODEL_FILE):
+        root = root.parent
+    if not root.is_dir():
+        raise CheckpointError(_missing_message(root))
+    config = _read_json(root / CONFIG_FILE, what="checkpoint config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{root / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {root} has format version {version!r}; this thunder3d "
+                              f"reads version {FORMAT_VERSION} (re-save it with a matching version)")
+    if expect:
+        check_expected(config, expect, where=f"checkpoint {root}")
+    records = config.get("files") or {}
+    if verify:
+        for name, record in records.items():
+            _verify_file(root, name, record)
+    state_dict = _load_tensors(root / MODEL_FILE, map_location)
+    ema = _load_tensors(root / EMA_FILE, map_location) if (root / EMA_FILE).exists() \
+        or EMA_FILE in records else None
+    state = None
+    if training_state and ((root / STATE_JSON_FILE).exists() or STATE_JSON_FILE in records):
+        tensors = _load_tensors(root / STATE_TENSORS_FILE, map_location)
+        encoded = _read_json(root / STATE_JSON_FILE, what="training state")
+        try:
+            state = _decode(encoded, tensors)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{root / STATE_JSON_FILE}: does not match "
+                                  f"{STATE_TENSORS_FILE} ({exc})") from exc
+        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{root / STATE_JSON_FILE}: unsupported training state format")
+    return Checkpoint(root, config, state_dict, ema, state)
+
+
+def load_training_state(ckpt: Checkpoint, optimizer: torch.optim.Optimizer | None = None,
+                        scheduler: Any = None) -> dict[str, Any]:
+    """Restore ``optimizer`` and ``scheduler`` from ``ckpt``; return the rest of the state
+    (``step``, ``epoch``, ``best_metric``, RNG states, sampler position, ... as saved)."""
+    if ckpt.training_state is None:
+        raise CheckpointError(f"checkpoint {ckpt.path} has no training state ({STATE_JSON_FILE}); "
+                              "it can be used for inference or fine-tuning but not resumed")
+    saved = ckpt.training_state
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is None:
+            continue
+        if saved.get(name) is None:
+            raise CheckpointError(f"checkpoint {ckpt.path} holds no {name} state")
+        try:
+            obj.load_state_dict(saved[name])
+        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt.path}: cannot restore the {name} "
+                                  f"({exc}); were the trainable parameters changed?") from exc
+    return dict(saved.get("state") or {})
+
+
+def _missing_message(root: Path) -> str:
+    leftovers = sorted(root.parent.glob(f".{root.name}.old-*")) if root.parent.is_dir() else []
+    msg = f"no checkpoint at {root} (expected a directory with {CONFIG_FILE} and {MODEL_FILE})"
+    if leftovers:
+        msg += (f"; an interrupted save left the previous one at {leftovers[-1]}: rename it to "
+                f"{root} to use it")
+    return msg
+
+
+def _read_json(path: Path, *, what: str) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} is missing (incomplete or not a thunder3d checkpoint)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{what} {path} is not valid JSON ({exc})") from exc
+
+
+def _verify_file(root: Path, name: str, record: Mapping[str, Any]) -> None:
+    file = root / name
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {root} lacks {name} (listed in {CONFIG_FILE})")
+    size = file.stat().st_size
+    if "bytes" in record and size != record["bytes"]:
+        raise CheckpointError(f"{file} has {size} bytes, {record['bytes']} were written: the file "
+                              "is truncated or was replaced")
+    if "sha256" in record and _sha256(file) != record["sha256"]:
+        raise CheckpointError(f"{file} is corrupt (sha256 differs from the one recorded at save)")
+
+
+def _load_tensors(path: Path, map_location: str | torch.device) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as exc:  # safetensors raises its own error type for bad headers and sizes
+        raise CheckpointError(f"{path} is truncated or corrupt ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- expectations
+def check_expected(config: Mapping[str, Any], expect: Mapping[str, Any], *,
+                   where: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` when ``config`` differs from ``expect`` (dotted keys)."""
+    problems = config_differences(config, expect)
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise CheckpointError(f"{where} was trained for {problems[0]}")
+    raise CheckpointError(f"{where} differs from what was asked for: was trained for "
+                          + "; for ".join(problems))
+
+
+def config_differences(config: Mapping[str, Any], expect: Mapping[str, Any]) -> list[str]:
+    """Readable differences between ``config`` and the dotted-key ``expect`` (empty if none)."""
+    problems = []
+    for key, wanted in _leaves(expect):
+        found, saved = _lookup(config, key)
+        if not found:
+            problems.append(f"no {key!r} (the config lacks it) but {_show(wanted)} was asked for")
+        elif _plain(saved) != _plain(wanted):
+            problems.append(f"{_label(key)} {_show(saved)} but {_show(wanted)} was asked for")
+    return problems
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaves(value, full + "."))
+        else:
+            out.append((full, value))
+    return out
+
+
+def _lookup(tree: Any, key: str) -> tuple[bool, Any]:
+    if isinstance(tree, Mapping) and key in tree:  # keys that contain dots themselves
+        return True, tree[key]
+    node = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _label(key: str) -> str:
+    """``rig.spec`` -> ``rig``, ``model.input`` -> ``input``, ``model.enc.depth`` -> itself."""
+    parts = key.split(".")
+    if len(parts) > 1 and parts[-1] in ("spec", "name", "type", "kind"):
+        parts = parts[:-1]
+    if len(parts) == 2 and parts[0] == "model":
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip, so tuples equal lists and numpy scalars equal floats."""
+    try:
+        return json.loads(json.dumps(value, default=_json_default))
+    except (TypeError, ValueError):
+        return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, Tensor)):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(_plain(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+# --------------------------------------------------------------------------- tree <-> JSON + tensors
+def _encode(value: Any, path: str, tensors: dict[str, Tensor]) -> Any:
+    """Nested state -> JSON-able tree; tensors and arrays are moved into ``tensors``."""
+    if isinstance(value, Tensor):
+        name = _unique_name(path, tensors)
+        tensors[name] = value
+        return {_TENSOR: name}
+    if isinstance(value, np.ndarray):
+        name = _unique_name(path, tensors)
+        data = value.astype(np.int64) if value.dtype in (np.uint32, np.uint16) else value
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(data))
+        return {_NDARRAY: name, "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, f"{path}.{k}" if path else k, tensors) for k, v in value.items()}
+        return {_ITEMS: [[_encode(k, f"{path}.key{i}", tensors),
+                          _encode(v, f"{path}.{k}" if path else str(k), tensors)]
+                         for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(v, f"{path}.{i}", tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{path}.{i}", tensors) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"training state {path!r}: cannot store a {type(value).__name__} "
+                          "(use tensors, arrays, numbers, strings, lists and dicts)")
+
+
+def _unique_name(path: str, tensors: Mapping[str, Tensor]) -> str:
+    name, n = path or "value", 1
+    while name in tensors:
+        name, n = f"{path or 'value'}#{n}", n + 1
+    return name
+
+
+def _decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if _TENSOR in value:
+        return tensors[value[_TENSOR]]
+    if _NDARRAY in value:
+        return tensors[value[_NDARRAY]].numpy().astype(np.dtype(value["dtype"]))
+    if _TUPLE in value:
+        return tuple(_decode(v, tensors) for v in value[_TUPLE])
+    if _ITEMS in value:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in value[_ITEMS]}
+    if "__float__" in value:
+        return float(value["__float__"])
+    return {k: _decode(v, tensors) for k, v in value.items()}
+
+
+__all__ = [
+    "Checkpoint", "FORMAT_VERSION", "check_expected", "config_differences", "load_checkpoint",
+    "load_training_state", "save_checkpoint",
+]

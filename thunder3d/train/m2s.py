@@ -1,0 +1,245 @@
+"""The M2S training task: a face animation in, the speech it makes out.
+
+``thunder3d train m2s --corpus DIR --rig SPEC --input mouth2s --out RUN`` builds an
+:class:`M2STask` and runs it on the shared loop (:func:`thunder3d.train.loop.train`).
+
+Per batch: coefficients ``[B, T, C]`` -> :func:`~thunder3d.models.m2s.rig_features` (through the
+rig, no gradient needed here) with augmentation -> :class:`~thunder3d.models.m2s.M2S` ->
+``L1(mel) (+ spectral convergence) (+ phone cross-entropy)`` against the clip's own log-mel.
+
+Augmentations that make the listener robust (training only):
+
+- **rigid jitter**: the region's vertices are rotated by a small random rotation (``jitter_deg``)
+  about their centroid and shifted (``jitter_mm``), so the model does not rely on exact head pose;
+- **identity** (rigs with a shape space, e.g. ICT): a random identity per sequence
+  (``shape_std`` standard deviations of the identity coefficients);
+- **time masking**: random spans of input frames (``time_mask`` fraction in total) are replaced
+  by the mean face, so the model uses context.
+
+Normalisation statistics (input features, log-mel) are measured on training windows before the
+first step and stored in the model's buffers, hence in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from thunder3d.audio.features import log_mel
+from thunder3d.data.dataset import ClipDataset, collate
+from thunder3d.errors import CheckpointError
+from thunder3d.models.m2s import (
+    INPUT_REGION,
+    M2S,
+    M2SConfig,
+    check_input,
+    mel_l1,
+    phone_ce,
+    rig_features,
+    spectral_convergence,
+)
+from thunder3d.rigs import Rig, load_rig
+from thunder3d.train.checkpoint import load_checkpoint
+from thunder3d.train.loop import Task
+
+
+@dataclass
+class M2SData:
+    """Data and augmentation settings of the M2S task (stored in the checkpoint)."""
+
+    corpus: str
+    rig: str = "builtin"
+    input: str = "mouth2s"
+    window_seconds: float = 4.0
+    phone_weight: float = 0.2
+    sc_weight: float = 0.0
+    jitter_deg: float = 2.0
+    jitter_mm: float = 1.0
+    shape_std: float = 1.0
+    time_mask: float = 0.1
+    stats_windows: int = 64
+
+
+def _random_rotation(batch: int, max_deg: float, gen: torch.Generator, device) -> Tensor:
+    """``[B, 3, 3]`` rotations by at most ``max_deg`` about random axes (Rodrigues)."""
+    axis = torch.randn(batch, 3, generator=gen)
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    angle = (torch.rand(batch, 1, generator=gen) * 2 - 1) * math.radians(max_deg)
+    K = torch.zeros(batch, 3, 3)
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    K = K - K.transpose(1, 2)
+    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
+    return (torch.eye(3) + s * K + (1 - c) * K @ K).to(device)
+
+
+class M2STask(Task):
+    """Train a mesh-to-speech model (see module docstring)."""
+
+    name = "m2s"
+
+    def __init__(self, data: M2SData, model: Mapping[str, Any] | None = None) -> None:
+        check_input(data.input)
+        self.data = data
+        self.rig: Rig = load_rig(data.rig)
+        self.cfg = M2SConfig.for_rig(self.rig, data.input, **dict(model or {}))
+        self._train = ClipDataset(data.corpus, "train", data.window_seconds,
+                                  rig_coeff_names=self.rig.coeff_names)
+        self._val = ClipDataset(data.corpus, "val", data.window_seconds,
+                                rig_coeff_names=self.rig.coeff_names)
+        self._stats: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    # ------------------------------------------------------------------ model and data
+    def model_config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        return {"rig": self.rig.config(), "data": asdict(self.data)}
+
+    def train_dataset(self):
+        return self._train
+
+    def val_dataset(self):
+        return self._val
+
+    def collate(self, items):
+        return collate(items)
+
+    def build_model(self) -> nn.Module:
+        model = M2S(self.cfg)
+        feat_mean, feat_std, mel_mean, mel_std = self.statistics()
+        model.set_input_stats(feat_mean, feat_std)
+        model.set_mel_stats(mel_mean, mel_std)
+        return model
+
+    @torch.no_grad()
+    def statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Feature and log-mel mean/std over the first ``stats_windows`` training windows."""
+        if self._stats is None:
+            n = min(self.data.stats_windows, len(self._train))
+            batch = collate([self._train[i] for i in range(n)])
+            mask = batch["mask"]
+            feats = rig_features(self.rig, batch["coeffs"], self.cfg.input)[mask]  # [N, F]
+            mels = log_mel(batch["audio"])[mask.repeat_interleave(4, dim=1)]  # [4N, 80]
+            self._stats = (feats.mean(0), feats.std(0), mels.mean(0), mels.std(0))
+        return self._stats
+
+    # ------------------------------------------------------------------ features
+    def features(self, coeffs: Tensor, mask: Tensor, train: bool) -> Tensor:
+        """Model input ``[B, T, F]`` for coefficients ``[B, T, C]``, augmented when ``train``."""
+        rig = self.rig.to(coeffs.device)
+        region = INPUT_REGION[self.cfg.input]
+        if not train or region is None:
+            feats = rig_features(rig, coeffs, self.cfg.input)
+            return self._time_mask(feats, mask) if train else feats
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+        B = coeffs.shape[0]
+        shape = None
+        if rig.num_shape and self.data.shape_std > 0:
+            shape = torch.randn(B, rig.num_shape, generator=gen).to(coeffs.device) * self.data.shape_std
+        feats = rig_features(rig, coeffs, self.cfg.input, shape=shape)  # [B, T, 3R] in mm
+        pts = feats.reshape(B, feats.shape[1], -1, 3)
+        R = _random_rotation(B, self.data.jitter_deg, gen, coeffs.device)  # [B, 3, 3]
+        neutral = rig.neutral[rig.region(region)] * rig.mm_per_unit  # [R, 3] mm
+        centre = neutral.mean(0)
+        # rotate the whole region (rest + offset) about its centroid, then shift; keep offsets
+        moved = (pts + neutral - centre) @ R.transpose(1, 2)[:, None] + centre - neutral
+        shift = (torch.rand(B, 1, 1, 3, generator=gen) * 2 - 1).to(coeffs.device) * self.data.jitter_mm
+        feats = (moved + shift).reshape_as(feats)
+        return self._time_mask(feats, mask)
+
+    def _time_mask(self, feats: Tensor, mask: Tensor) -> Tensor:
+        """Replace random spans (``time_mask`` of the frames, spans of 2-6 frames) by the mean face."""
+        if self.data.time_mask <= 0:
+            return feats
+        B, T, _ = feats.shape
+        drop = torch.zeros(B, T, dtype=torch.bool, device=feats.device)
+        spans = max(1, int(self.data.time_mask * T / 4))
+        for b in range(B):
+            for _ in range(spans):
+                length = int(torch.randint(2, 7, (1,)))
+                start = int(torch.randint(0, max(1, T - length), (1,)))
+                drop[b, start:start + length] = True
+        mean = self._stats[0].to(feats.device) if self._stats is not None else feats.mean((0, 1))
+        return torch.where(drop[..., None], mean, feats)
+
+    # ------------------------------------------------------------------ loss and evaluation
+    def loss(self, model: nn.Module, batch: Mapping[str, Any], step: int) -> tuple[Tensor, dict]:
+        train = step >= 0 and model.training
+        mask = batch["mask"]
+        with torch.no_grad():
+            feats = self.features(batch["coeffs"], mask, train)
+            target = log_mel(batch["audio"])  # [B, 4T, 80]
+        out = model(feats, mask)
+        l1 = mel_l1(out.mel, target, mask)
+        logs = {"mel_l1": l1.detach()}
+        loss = l1
+        if self.data.sc_weight > 0:
+            sc = spectral_convergence(out.mel, target, mask)
+            loss = loss + self.data.sc_weight * sc
+            logs["sc"] = sc.detach()
+        if out.phone_logits is not None and self.data.phone_weight > 0:
+            ce = phone_ce(out.phone_logits, batch["phones"], mask)
+            loss = loss + self.data.phone_weight * ce
+            logs["phone_ce"] = ce.detach()
+        return loss, logs
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, val_loader) -> dict[str, float]:
+        """Validation mel L1, and the same with the animation shifted by 2 frames (sync margin)."""
+        sums = {"val_mel_l1": 0.0, "val_mel_l1_shift2": 0.0, "val_phone_acc": 0.0}
+        n = 0
+        for batch in val_loader:
+            mask = batch["mask"]
+            target = log_mel(batch["audio"])
+            feats = self.features(batch["coeffs"], mask, train=False)
+            out = model(feats, mask)
+            sums["val_mel_l1"] += float(mel_l1(out.mel, target, mask))
+            shifted = torch.cat([feats[:, :1].expand(-1, 2, -1), feats[:, :-2]], dim=1)
+            sums["val_mel_l1_shift2"] += float(mel_l1(model(shifted, mask).mel, target, mask))
+            if out.phone_logits is not None:
+                labels = batch["phones"]
+                valid = labels >= 0
+                hits = (out.phone_logits.argmax(-1) == labels) & valid
+                sums["val_phone_acc"] += float(hits.sum()) / max(1, int(valid.sum()))
+            n += 1
+        result = {k: v / max(n, 1) for k, v in sums.items()}
+        result["val_sync_margin"] = result["val_mel_l1_shift2"] - result["val_mel_l1"]
+        return result
+
+
+def load_m2s(path: str | Path, *, rig: str | Rig | None = None, input: str | None = None,
+             device: str | torch.device = "cpu", ema: bool = True) -> tuple[M2S, Rig]:
+    """A trained M2S and its rig from a checkpoint directory (``RUN``, ``RUN/best`` or ``RUN/last``).
+
+    ``rig`` / ``input``, when given, must match what the checkpoint was trained for; a mismatch is a
+    :class:`~thunder3d.errors.CheckpointError` naming both. EMA weights are used when present.
+    """
+    path = Path(path)
+    if (path / "best" / "config.json").is_file():
+        path = path / "best"
+    elif (path / "last" / "config.json").is_file() and not (path / "config.json").is_file():
+        path = path / "last"
+    ckpt = load_checkpoint(path, expect={"task": "m2s"})
+    cfg = M2SConfig.from_dict(ckpt.config["model"])
+    trained_rig = ckpt.config.get("rig") or cfg.rig
+    if rig is not None:
+        wanted = rig.config() if isinstance(rig, Rig) else load_rig(rig).config()
+        if wanted["spec"] != trained_rig["spec"]:
+            raise CheckpointError(f"{path}: this M2S was trained for rig {trained_rig['spec']!r}, "
+                                  f"not {wanted['spec']!r}")
+    if input is not None and input != cfg.input:
+        raise CheckpointError(f"{path}: this M2S was trained with input {cfg.input!r}, not {input!r}")
+    model = M2S(cfg)
+    state = ckpt.ema_state_dict if (ema and ckpt.ema_state_dict) else ckpt.state_dict
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
+    the_rig = rig if isinstance(rig, Rig) else load_rig(trained_rig)
+    return model.to(device).eval(), the_rig.to(device)
