@@ -229,3 +229,23 @@ def test_tiny_model_overfits_one_batch(rig):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] <= 0.5 * losses[0], losses[::10]
+
+
+def test_cmn_target_ignores_level_and_channel():
+    """The default target compares utterance-normalised log-mel: gain/EQ offsets do not count."""
+    from thunder3d.models.m2s import utterance_normalize
+
+    torch.manual_seed(0)
+    target = torch.randn(2, 8, 80)
+    mask = torch.tensor([[True, True], [True, False]])
+    offset = torch.randn(2, 1, 80) * 3  # a per-utterance, per-bin level (gain + colouring)
+    cfg = M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2)
+    model = M2S(cfg)
+    assert float(model.mel_loss(target + offset, target, mask)) < 1e-5
+    assert float(M2S(M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2, target="log_mel"))
+                 .mel_loss(target + offset, target, mask)) > 1.0
+    # padding does not enter the mean
+    normed = utterance_normalize(target, mask)
+    assert torch.allclose(normed[1, :4].mean(0), torch.zeros(80), atol=1e-5)
+    with pytest.raises(Exception, match="valid"):
+        M2SConfig(input="exp2s", in_dim=52, target="mfcc")

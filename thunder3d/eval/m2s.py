@@ -7,7 +7,9 @@ For each clip the frozen model listens to
 - the animation of another clip (*mismatched*: the next clip in the list, looped or cut to length),
 - a frozen neutral face (all coefficients zero),
 
-and the mel L1 between its prediction and the clip's real log-mel is recorded. A model that carries a
+and the model's own mel loss (:meth:`~thunder3d.models.m2s.M2S.mel_loss`: L1 after utterance-mean
+normalisation for the default ``cmn`` target) between its prediction and the clip's real log-mel
+is recorded. A model that carries a
 sharp lip-sync signal gives ``loss(0) < loss(±2) < loss(±4) < loss(mismatched)`` and a neutral face
 far worse than the truth (the issue asks for at least 1.5 x loss(0)). ``±k`` is the mean of the
 ``+k`` and ``-k`` losses; every figure is the mean over clips.
@@ -25,7 +27,7 @@ from thunder3d.audio.features import log_mel
 from thunder3d.audio.phones import to_frame_labels
 from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.data.clip import Clip
-from thunder3d.models.m2s import M2S, mel_l1, rig_features
+from thunder3d.models.m2s import M2S, rig_features
 from thunder3d.rigs.base import Rig
 
 SHIFTS = (1, 2, 4, 8)
@@ -77,7 +79,7 @@ def score_clip(model: M2S, rig: Rig, clip: Clip, other: Clip, device: torch.devi
     losses, cosine, accuracy = {}, 0.0, None
     for name, coeffs in conditions.items():
         mel, logits = _listen(model, rig, coeffs, device)
-        losses[name] = float(mel_l1(mel[None], target[None]))
+        losses[name] = float(model.mel_loss(mel[None], target[None]))
         if name == "0":
             cosine = float(torch.nn.functional.cosine_similarity(mel, target, dim=-1).mean())
             if logits is not None and clip.phones:

@@ -51,6 +51,10 @@ M2S_INPUTS = ("mouth2s", "face2s", "exp2s")
 
 INPUT_REGION: dict[str, str | None] = {"mouth2s": "mouth", "face2s": "face", "exp2s": None}
 
+M2S_TARGETS = ("cmn", "log_mel")
+"""How predicted and real log-mel are compared: ``cmn`` subtracts each utterance's mean per mel bin
+(over its valid frames) from both first; ``log_mel`` compares them as they are."""
+
 IGNORE_INDEX = -100  # phone label of frames without a target (as torch's cross_entropy)
 STD_FLOOR_FRACTION = 0.05  # input std is floored at this fraction of its mean (see set_input_stats)
 
@@ -115,6 +119,10 @@ class M2SConfig:
         phone_head: add a frame-wise phone classifier.
         num_phones: phone classes ``P``.
         rig: the rig's ``config()`` (``{"spec", "options"}``), so a checkpoint knows its rig.
+        target: :data:`M2S_TARGETS`. ``cmn`` (default) makes the comparison blind to what a face
+            cannot show: recording gain, microphone/room colouring (cepstral-mean-style
+            normalisation of the log-mel over the utterance); what remains is the speech's
+            time course, which is what lip-sync is about.
     """
 
     input: str
@@ -131,9 +139,12 @@ class M2SConfig:
     phone_head: bool = True
     num_phones: int = NUM_PHONES
     rig: dict | None = field(default=None)
+    target: str = "cmn"
 
     def __post_init__(self) -> None:
         check_input(self.input)
+        if self.target not in M2S_TARGETS:
+            raise ModelConfigError(f"unknown M2S target {self.target!r}; valid: {list(M2S_TARGETS)}")
         for name in ("in_dim", "n_mels", "mels_per_frame", "num_phones"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -305,6 +316,13 @@ class M2S(nn.Module):
         """Log-mel ``[B, 4T, n_mels]`` (de-normalised) of ``features [B, T, F]``."""
         return self(features, mask).mel
 
+    def mel_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """L1 between predicted and real log-mel ``[B, 4T, n_mels]`` as this model compares them
+        (``cfg.target``: utterance-mean-normalised for ``cmn``); the M2S and THUNDER loss."""
+        if self.cfg.target == "cmn":
+            pred, target = utterance_normalize(pred, mask), utterance_normalize(target, mask)
+        return mel_l1(pred, target, mask)
+
     def check_rig(self, rig: Rig) -> None:
         """Raise :class:`ModelConfigError` if ``rig`` does not give this model's input size."""
         got = feature_dim(rig, self.cfg.input)
@@ -354,6 +372,18 @@ def _mel_weights(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor | 
     if mask.ndim != 2 or mask.shape[0] != B or mask.shape[1] == 0 or M % mask.shape[1]:
         raise ValueError(f"frame mask {tuple(mask.shape)} does not fit mel frames {tuple(pred.shape)}")
     return expand_mask(mask, M // mask.shape[1])[..., None].to(pred.dtype)  # [B, M, 1]
+
+
+def utterance_normalize(mel: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``mel [B, M, n_mels]`` minus each sequence's mean per bin over its valid mel frames.
+
+    ``mask`` is the ``[B, T]`` frame mask (expanded to mel frames) or None for all valid.
+    """
+    if mask is None:
+        return mel - mel.mean(dim=1, keepdim=True)
+    w = expand_mask(mask, mel.shape[1] // mask.shape[1])[..., None].to(mel.dtype)  # [B, M, 1]
+    mean = (mel * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
+    return mel - mean
 
 
 def mel_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -39,7 +39,6 @@ from thunder3d.models.m2s import (
     M2S,
     M2SConfig,
     check_input,
-    mel_l1,
     phone_ce,
     rig_features,
     spectral_convergence,
@@ -176,7 +175,7 @@ class M2STask(Task):
             feats = self.features(batch["coeffs"], mask, train)
             target = log_mel(batch["audio"])  # [B, 4T, 80]
         out = model(feats, mask)
-        l1 = mel_l1(out.mel, target, mask)
+        l1 = getattr(model, "module", model).mel_loss(out.mel, target, mask)
         logs = {"mel_l1": l1.detach()}
         loss = l1
         if self.data.sc_weight > 0:
@@ -199,9 +198,9 @@ class M2STask(Task):
             target = log_mel(batch["audio"])
             feats = self.features(batch["coeffs"], mask, train=False)
             out = model(feats, mask)
-            sums["val_mel_l1"] += float(mel_l1(out.mel, target, mask))
+            sums["val_mel_l1"] += float(model.mel_loss(out.mel, target, mask))
             shifted = torch.cat([feats[:, :1].expand(-1, 2, -1), feats[:, :-2]], dim=1)
-            sums["val_mel_l1_shift2"] += float(mel_l1(model(shifted, mask).mel, target, mask))
+            sums["val_mel_l1_shift2"] += float(model.mel_loss(model(shifted, mask).mel, target, mask))
             if out.phone_logits is not None:
                 labels = batch["phones"]
                 valid = labels >= 0
