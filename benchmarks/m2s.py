@@ -13,25 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from common import print_table, timed
 
 from thunder3d.audio.features import log_mel
 from thunder3d.models.m2s import M2S, M2S_INPUTS, M2SConfig, freeze, rig_features
 from thunder3d.rigs import load_rig
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def bench_variant(rig, variant: str, dim: int, layers: int, batch: int, frames: int, repeats: int) -> dict:
@@ -76,14 +65,6 @@ def time_to_criterion(run: Path) -> dict:
                    best_val_sync_margin=round(best.get("val_sync_margin", float("nan")), 4),
                    train_minutes_to_best=round(at_step.get(best["step"], elapsed) / 60, 1))
     return out
-
-
-def print_table(rows: list[dict]) -> None:
-    cols = list(rows[0])
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
 
 
 def main() -> None:

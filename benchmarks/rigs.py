@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import print_table, timed
 
 from thunder3d.audio import log_mel
 from thunder3d.constants import SAMPLE_RATE
@@ -29,17 +29,6 @@ from thunder3d.rigs import load_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 ICT_ARCHIVE = Path(os.environ.get("THUNDER3D_ICT_ARCHIVE", ROOT.parent / "shared/assets/ICT-FaceKit.tar.gz"))
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def random_flame_npz(path: Path, seed: int = 0) -> Path:
@@ -97,14 +86,6 @@ def bench_log_mel(seconds: float, repeats: int) -> dict:
     wav = torch.randn(int(seconds * SAMPLE_RATE)) * 0.1
     ms = timed(lambda: log_mel(wav), repeats)
     return {"audio_s": seconds, "log_mel_ms": round(ms, 2), "x_realtime": round(seconds * 1e3 / ms, 1)}
-
-
-def print_table(rows: list[dict]) -> None:
-    cols = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths)))
 
 
 def main() -> None:

@@ -1,33 +1,15 @@
 """``thunder3d rig info`` and ``thunder3d rig show`` through the real command entry point."""
 
-import importlib.util
 import json
 
 import pytest
+
+from helpers import needs_gl
 from PIL import Image
 
 from thunder3d.cli import main
-from thunder3d.render import RenderError
-from thunder3d.render.gl import create_context
-
-needs_builtin = pytest.mark.skipif(
-    importlib.util.find_spec("thunder3d.rigs.builtin") is None,
-    reason="thunder3d.rigs.builtin (the built-in head) is not in this checkout yet",
-)
 
 
-def _egl_missing() -> str:
-    try:
-        create_context().release()
-    except RenderError as exc:
-        return str(exc)
-    return ""
-
-
-needs_gl = pytest.mark.skipif(bool(_egl_missing()), reason=f"no headless OpenGL here: {_egl_missing()}")
-
-
-@needs_builtin
 def test_rig_info_prints_sizes_and_regions(capsys):
     assert main(["rig", "info", "builtin"]) == 0
     out = capsys.readouterr().out
@@ -36,7 +18,6 @@ def test_rig_info_prints_sizes_and_regions(capsys):
         assert region in out
 
 
-@needs_builtin
 def test_rig_info_json(capsys):
     assert main(["rig", "info", "builtin", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -44,7 +25,6 @@ def test_rig_info_json(capsys):
     assert {"lips", "mouth", "face", "upper_face", "eyes"} <= set(info["regions"])
 
 
-@needs_builtin
 @needs_gl
 def test_rig_show_writes_two_view_png(tmp_path, capsys):
     out = tmp_path / "x.png"
@@ -54,7 +34,6 @@ def test_rig_show_writes_two_view_png(tmp_path, capsys):
         assert png.format == "PNG" and png.size == (2 * 512, 512)
 
 
-@needs_builtin
 def test_rig_show_bad_coeff_lists_valid_names(tmp_path, capsys):
     out = tmp_path / "x.png"
     assert main(["rig", "show", "builtin", "--coeff", "foo=1", "-o", str(out)]) == 2
@@ -63,7 +42,6 @@ def test_rig_show_bad_coeff_lists_valid_names(tmp_path, capsys):
     assert not out.exists()
 
 
-@needs_builtin
 def test_rig_show_bad_view_lists_valid_views(tmp_path, capsys):
     out = tmp_path / "x.png"
     assert main(["rig", "show", "builtin", "--view", "front,top", "-o", str(out)]) == 2

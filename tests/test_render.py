@@ -6,26 +6,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import needs_gl
 from PIL import Image
 
 from thunder3d.errors import ThunderError
 from thunder3d.render import (VIEWS, Renderer, RenderError, framing, look_at, parse_views, perspective,
                               render_still, rig_camera, save_png, vertex_normals)
-from thunder3d.render.gl import create_context
 from thunder3d.rigs import LinearBlendshapeRig
 
+from thunder3d.render.gl import create_context
+
 GREY, RED = (0.7, 0.7, 0.7), (0.9, 0.1, 0.1)
-
-
-def _egl_missing() -> str:
-    try:
-        create_context().release()
-    except RenderError as exc:
-        return str(exc)
-    return ""
-
-
-needs_gl = pytest.mark.skipif(bool(_egl_missing()), reason=f"no headless OpenGL here: {_egl_missing()}")
 
 
 def uv_sphere(n_lat: int = 24, n_lon: int = 48, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,25 +8,16 @@ import subprocess
 
 import numpy as np
 import pytest
+from helpers import needs_gl
 import soundfile as sf
 import torch
 
 from thunder3d.constants import FPS, SAMPLE_RATE
 from thunder3d.render import (GridLayout, RenderError, VideoWriter, contact_sheet, probe_media, render_video,
                               render_video_grid, sequence_sheet)
-from thunder3d.render.gl import create_context
 from thunder3d.render.video import ffmpeg_exe, fit_audio
 
 
-def _egl_missing() -> str:
-    try:
-        create_context().release()
-    except RenderError as exc:
-        return str(exc)
-    return ""
-
-
-needs_gl = pytest.mark.skipif(bool(_egl_missing()), reason=f"no headless OpenGL here: {_egl_missing()}")
 
 T = 12  # frames per test clip (0.48 s)
 

@@ -44,6 +44,7 @@ from thunder3d.models.m2s import (
     spectral_convergence,
 )
 from thunder3d.rigs import Rig, load_rig
+from thunder3d.rigs.lbs import batch_rodrigues
 from thunder3d.train.checkpoint import load_checkpoint
 from thunder3d.train.loop import Task
 
@@ -66,15 +67,11 @@ class M2SData:
 
 
 def _random_rotation(batch: int, max_deg: float, gen: torch.Generator, device) -> Tensor:
-    """``[B, 3, 3]`` rotations by at most ``max_deg`` about random axes (Rodrigues)."""
+    """``[B, 3, 3]`` rotations by at most ``max_deg`` about random axes."""
     axis = torch.randn(batch, 3, generator=gen)
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     angle = (torch.rand(batch, 1, generator=gen) * 2 - 1) * math.radians(max_deg)
-    K = torch.zeros(batch, 3, 3)
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    K = K - K.transpose(1, 2)
-    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
-    return (torch.eye(3) + s * K + (1 - c) * K @ K).to(device)
+    return batch_rodrigues(axis * angle).to(device)
 
 
 class M2STask(Task):
