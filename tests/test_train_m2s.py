@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from thunder3d.cli import main
 from thunder3d.data.clip import corpus_clips

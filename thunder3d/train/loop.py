@@ -574,7 +574,7 @@ def _check_out_folder(out: Path, identity: Mapping[str, Any]) -> None:
     if diffs:
         raise TrainError(f"{out} holds a different run (task {saved.get('task')!r} at step "
                          f"{saved.get('step')}; it was trained for " + "; for ".join(diffs)
-                         + f"): choose a new --out, or pass --resume only to continue that run")
+                         + "): choose a new --out, or pass --resume only to continue that run")
     raise TrainError(f"{out} already holds a run of this task and model at step "
                      f"{saved.get('step')}: {hint}")
 

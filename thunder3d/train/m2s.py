@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
