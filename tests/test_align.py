@@ -134,3 +134,16 @@ def test_human_recording():
     check_covering(phones, pcm.size / 16000)
     assert {"G", "OW", "F", "AO", "R", "W", "ER", "D", "T", "EH", "N", "M", "IY", "Z"} <= {
         p.label for p in phones}
+
+
+def test_recognition_does_not_depend_on_earlier_calls():
+    """pocketsphinx's running cepstral mean is reset per utterance: same audio, same phones."""
+    from thunder3d.audio.align import recognize_phones
+    from thunder3d.audio.tts import synthesize
+
+    a = synthesize("Bob bought a big map.", voice="en-us").wav
+    b = synthesize("Some other words entirely, spoken louder.", voice="en-gb").wav * 3.0
+    first = recognize_phones(a)
+    recognize_phones(b)
+    again = recognize_phones(a)
+    assert [(p.label, p.start, p.end) for p in first] == [(p.label, p.start, p.end) for p in again]

@@ -1,6 +1,7 @@
 """Audio: loading and validation (:mod:`.io`), log-mel features with frame helpers (:mod:`.features`),
 the phone inventory (:mod:`.phones`), speech synthesis with phone timings (:mod:`.tts`), and forced
-alignment / phone recognition (:mod:`.align`), augmentation (:mod:`.augment`)."""
+alignment / phone recognition (:mod:`.align`), augmentation (:mod:`.augment`), Griffin-Lim (:mod:`.vocoder`), frame-aligned audio encoders
+(:mod:`.encoders`)."""
 
 from thunder3d.audio.align import (
     AlignmentResult,
@@ -10,6 +11,15 @@ from thunder3d.audio.align import (
     recognize_phones,
 )
 from thunder3d.audio.augment import AugmentConfig, augment
+from thunder3d.audio.encoders import (
+    ENCODER_KINDS,
+    AudioEncoder,
+    AudioEncoderError,
+    HFSpeechEncoder,
+    MelEncoder,
+    PhoneticEncoder,
+    build_audio_encoder,
+)
 from thunder3d.audio.features import (
     LogMel,
     frame_times,
@@ -56,4 +66,7 @@ __all__ = [
     "AlignmentResult", "align", "align_detailed", "align_file", "recognize_phones",
     "AugmentConfig", "augment",
     "griffin_lim", "mel_to_linear", "spectral_convergence", "vocode",
+    # audio encoders (25 fps features)
+    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "MelEncoder",
+    "PhoneticEncoder", "build_audio_encoder",
 ]

@@ -98,19 +98,15 @@ def normalize_text(text: str) -> list[str]:
 
 # ---- decoders ------------------------------------------------------------------------------------
 class _Decoders:
-    """pocketsphinx decoders, built lazily once per process and used one call at a time."""
+    """Builds a fresh pocketsphinx decoder for every utterance.
+
+    A decoder carries state from one utterance to the next (its running cepstral mean and noise
+    estimate), so reusing one would make a result depend on what was decoded before. Building one
+    costs a few tenths of a second; results are then a function of the audio (and text) alone.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.pid = None
-        self._align = None
-        self._wide = None
-        self._phone = None
-
-    def _reset_if_forked(self) -> None:
-        if self.pid != os.getpid():
-            self._align = self._wide = self._phone = None
-            self.pid = os.getpid()
 
     @staticmethod
     def _make(**kwargs):
@@ -121,25 +117,15 @@ class _Decoders:
         return pocketsphinx.Decoder(loglevel="FATAL", **kwargs)
 
     def aligner(self, retry: bool = False):
-        self._reset_if_forked()
-        if retry:
-            if self._wide is None:
-                self._wide = self._make(lm=None, **_RETRY_ARGS)
-            return self._wide
-        if self._align is None:
-            self._align = self._make(lm=None, **_ALIGN_ARGS)
-        return self._align
+        return self._make(lm=None, **(_RETRY_ARGS if retry else _ALIGN_ARGS))
 
     def recognizer(self):
-        self._reset_if_forked()
-        if self._phone is None:
-            import pocketsphinx
+        import pocketsphinx
 
-            lm = pocketsphinx.get_model_path(os.path.join("en-us", "en-us-phone.lm.bin"))
-            if not os.path.isfile(lm):
-                lm = None  # uniform phone loop
-            self._phone = self._make(allphone=lm, **_ALLPHONE_ARGS)
-        return self._phone
+        lm = pocketsphinx.get_model_path(os.path.join("en-us", "en-us-phone.lm.bin"))
+        if not os.path.isfile(lm):
+            lm = None  # uniform phone loop
+        return self._make(allphone=lm, **_ALLPHONE_ARGS)
 
 
 _DECODERS = _Decoders()

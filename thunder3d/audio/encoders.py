@@ -1,0 +1,538 @@
+"""Audio encoders: 16 kHz speech -> features aligned to the 25 fps animation frames.
+
+Every encoder is an :class:`AudioEncoder` (an ``nn.Module``) with the same contract:
+
+* ``forward(wav [B, N], num_frames=None) -> [B, T, out_dim]`` with ``T = N // 640``
+  (:func:`~thunder3d.audio.features.num_frames`), or ``num_frames`` when given; the audio is
+  zero-padded or its tail ignored to match, by at most one frame. A 1-D ``[N]`` input gives
+  ``[T, out_dim]``.
+* **Alignment**: feature ``t`` describes the audio around ``[t * 40 ms, (t + 1) * 40 ms)``, i.e.
+  samples ``[640 t, 640 t + 640)``, centred on sample ``640 t + 320``. The receptive field of each
+  encoder is symmetric about that centre (plus whatever context the encoder adds on both sides).
+* ``out_dim``, ``frozen`` (no parameter of the backbone learns; a projection head may) and
+  ``config()``: a JSON-able ``{"kind": ..., **options}`` from which :func:`build_audio_encoder`
+  rebuilds the same encoder (weights apart: they live in the owner's ``state_dict``).
+
+Kinds (:data:`ENCODER_KINDS`):
+
+==========  ============================================================================================
+mel         :class:`MelEncoder`, the default: log-mel (:class:`~thunder3d.audio.features.LogMel`),
+            the 4 mel frames of each animation frame stacked, a small 1D conv stack over time, a
+            linear output. Trained with the model that uses it; cheap, deterministic, any length.
+wav2vec2    :class:`HFSpeechEncoder` over ``transformers``' ``Wav2Vec2Model`` loaded from a local
+hubert      directory (``HubertModel`` for ``hubert``). Frozen (THUNDER-F) or trainable (THUNDER-T).
+phonetic    :class:`PhoneticEncoder`: pocketsphinx phone recognition as smoothed one-hots over
+            :data:`~thunder3d.audio.phones.PHONES`; frozen, not differentiable, slow-ish.
+==========  ============================================================================================
+
+Pretrained speech models are never downloaded: ``path`` must be a directory on disk holding a
+``config.json`` and weights (what ``save_pretrained`` writes); it is opened with
+``local_files_only=True``. ``transformers`` is imported only when such an encoder is built
+(``pip install thunder3d[hf]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from thunder3d.audio.features import LogMel
+from thunder3d.constants import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME
+from thunder3d.errors import AudioError
+
+ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic")
+"""Valid ``kind`` values of :func:`build_audio_encoder`."""
+
+HF_KINDS = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
+"""``transformers`` model class of each pretrained kind (``config.json``'s ``model_type`` is the kind)."""
+
+# Generic log-mel statistics of speech (espeak-ng voices, measured): used until set_input_stats.
+DEFAULT_MEL_MEAN = -7.5
+DEFAULT_MEL_STD = 3.5
+_NORM_EPS = 1e-7  # variance floor of the per-utterance waveform normalisation (as wav2vec2's extractor)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+class AudioEncoderError(AudioError):
+    """An audio encoder that cannot be built: unknown kind or option, missing or wrong model folder."""
+
+
+# --------------------------------------------------------------------------- timing helpers
+def target_frames(num_samples: int, num_frames: int | None = None) -> int:
+    """Frames ``T`` an encoder returns for ``num_samples`` samples: ``num_samples // 640``, or
+    ``num_frames`` if it differs from that by at most one frame (else :class:`AudioError`)."""
+    natural = num_samples // SAMPLES_PER_FRAME
+    if num_frames is None:
+        return natural
+    if num_frames < 0 or abs(num_frames - natural) > 1:
+        raise AudioError(f"num_frames={num_frames} does not fit {num_samples} samples "
+                         f"({natural} frames of {SAMPLES_PER_FRAME}); at most one frame of "
+                         "padding or cropping is allowed")
+    return num_frames
+
+
+def pad_to_length(wav: Tensor, length: int) -> Tensor:
+    """Zero-pad the last axis of ``[..., N]`` to at least ``length`` samples (never crops)."""
+    return F.pad(wav, (0, length - wav.shape[-1])) if wav.shape[-1] < length else wav
+
+
+def _check_wav(wav: Tensor) -> Tensor:
+    if not isinstance(wav, Tensor) or not wav.is_floating_point() or wav.ndim != 2:
+        what = f"{tuple(wav.shape)} {wav.dtype}" if isinstance(wav, Tensor) else type(wav).__name__
+        raise AudioError(f"audio encoders take float 16 kHz audio [B, N] (or [N]), got {what}")
+    return wav
+
+
+def normalize_waveform(wav: Tensor) -> Tensor:
+    """Zero mean, unit variance per utterance (what wav2vec 2.0 and HuBERT were trained on).
+
+    ``[B, N]`` -> ``[B, N]``; a silent row stays zero.
+    """
+    mean = wav.mean(-1, keepdim=True)
+    var = wav.var(-1, keepdim=True, unbiased=False)
+    return (wav - mean) / torch.sqrt(var + _NORM_EPS)
+
+
+# --------------------------------------------------------------------------- interface
+class AudioEncoder(nn.Module):
+    """Audio -> frame-aligned features at 25 fps (see the module docstring for the contract).
+
+    Subclasses set ``kind``, implement :meth:`encode` on ``[B, N]`` audio that already covers
+    ``T`` frames, and :meth:`config`.
+    """
+
+    kind: str = ""
+
+    @property
+    def out_dim(self) -> int:
+        """Features per frame ``D``."""
+        raise NotImplementedError
+
+    @property
+    def frozen(self) -> bool:
+        """True when the pretrained/fixed part receives no gradient (a learned head still may)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able ``{"kind": ..., **options}``; ``build_audio_encoder(config())`` rebuilds it."""
+        raise NotImplementedError
+
+    def encode(self, wav: Tensor, frames: int) -> Tensor:
+        """``[B, N]`` float audio with ``N >= 640 * frames`` -> ``[B, frames, D]``."""
+        raise NotImplementedError
+
+    def forward(self, wav: Tensor, num_frames: int | None = None) -> Tensor:
+        """Encode speech.
+
+        Args:
+            wav: ``[B, N]`` (or ``[N]``) float audio at 16 kHz.
+            num_frames: frames to return; defaults to ``N // 640``. May differ from it by one
+                frame (the audio is zero-padded, or its last partial frame is not used).
+
+        Returns:
+            ``[B, T, out_dim]`` (``[T, out_dim]`` for 1-D input); feature ``t`` covers samples
+            ``[640 t, 640 t + 640)``.
+        """
+        squeeze = isinstance(wav, Tensor) and wav.ndim == 1
+        wav = _check_wav(wav[None] if squeeze else wav)
+        frames = target_frames(wav.shape[-1], num_frames)
+        if frames == 0:
+            out = wav.new_zeros(wav.shape[0], 0, self.out_dim)
+        else:
+            out = self.encode(pad_to_length(wav, frames * SAMPLES_PER_FRAME), frames)
+        return out[0] if squeeze else out
+
+    def extra_repr(self) -> str:
+        options = {k: v for k, v in self.config().items() if k != "kind"}
+        return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
+# --------------------------------------------------------------------------- mel
+class MelEncoder(AudioEncoder):
+    """Learned encoder over log-mel: the default audio features, trained with the talker.
+
+    ``wav [B, N]`` -> log-mel ``[B, 4T, 80]`` -> per-bin normalisation (buffers ``mel_mean``,
+    ``mel_std``: generic speech values until :meth:`set_input_stats`; optionally minus each
+    utterance's mean per bin, ``cmn``) -> the 4 mel frames of each animation frame stacked
+    ``[B, T, 320]`` -> ``layers`` x (Conv1d over time, ``kernel``, "same" zero padding, GELU,
+    dropout; residual after the first) -> Linear ``[B, T, out_dim]``.
+
+    Each output frame sees ``layers * (kernel - 1) / 2`` frames of context on each side (2 with the
+    defaults, 80 ms) plus the 12.5 ms the mel window reaches past its frame.
+
+    Args:
+        out_dim: features per frame.
+        hidden: channels of the conv stack.
+        layers: conv layers (>= 1).
+        kernel: odd conv kernel over animation frames (1 = no context).
+        dropout: dropout after each activation.
+        cmn: subtract each utterance's mean log-mel per bin (blind to gain and microphone colour;
+            features then depend on the whole input, so use it with windows of a few seconds).
+    """
+
+    kind = "mel"
+
+    def __init__(self, out_dim: int = 256, *, hidden: int = 256, layers: int = 2, kernel: int = 3,
+                 dropout: float = 0.0, cmn: bool = False) -> None:
+        super().__init__()
+        _check_int("out_dim", out_dim, 1)
+        _check_int("hidden", hidden, 1)
+        _check_int("layers", layers, 1)
+        _check_int("kernel", kernel, 1)
+        if kernel % 2 == 0:
+            raise AudioEncoderError(f"mel encoder kernel must be odd (symmetric context), got {kernel}")
+        if not 0.0 <= dropout < 1.0:
+            raise AudioEncoderError(f"dropout must be in [0, 1), got {dropout}")
+        self._options = {"out_dim": out_dim, "hidden": hidden, "layers": layers, "kernel": kernel,
+                         "dropout": float(dropout), "cmn": bool(cmn)}
+        self.log_mel = LogMel()
+        self.register_buffer("mel_mean", torch.full((N_MELS,), DEFAULT_MEL_MEAN))
+        self.register_buffer("mel_std", torch.full((N_MELS,), DEFAULT_MEL_STD))
+        widths = [MELS_PER_FRAME * N_MELS] + [hidden] * layers
+        self.convs = nn.ModuleList(
+            nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2) for c_in, c_out in itertools.pairwise(widths)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden, out_dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self._options["out_dim"]
+
+    @property
+    def frozen(self) -> bool:
+        return False
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self._options}
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: Tensor | np.ndarray, std: Tensor | np.ndarray) -> None:
+        """Set the log-mel normalisation from training statistics: ``[80]`` each (or scalars).
+
+        ``std`` is floored at 1e-3 so a constant bin cannot blow up.
+        """
+        mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32)).expand(N_MELS)
+        std_t = torch.as_tensor(np.asarray(std, dtype=np.float32)).expand(N_MELS)
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()):
+            raise AudioError("log-mel statistics must be finite")
+        self.mel_mean.copy_(mean_t)
+        self.mel_std.copy_(std_t.clamp(min=1e-3))
+
+    def mel_features(self, wav: Tensor, frames: int) -> Tensor:
+        """Normalised log-mel stacked per animation frame: ``[B, N >= 640 T]`` -> ``[B, T, 320]``."""
+        mel = self.log_mel(wav)[:, : frames * MELS_PER_FRAME]  # [B, 4T, 80]
+        mel = (mel - self.mel_mean) / self.mel_std
+        if self._options["cmn"]:
+            mel = mel - mel.mean(1, keepdim=True)
+        return mel.reshape(mel.shape[0], frames, MELS_PER_FRAME * N_MELS)  # row t = mel 4t..4t+3
+
+    def encode(self, wav: Tensor, frames: int) -> Tensor:
+        x = self.mel_features(wav, frames).transpose(1, 2)  # [B, 320, T], channels first for conv
+        for i, conv in enumerate(self.convs):
+            y = self.dropout(F.gelu(conv(x)))
+            x = y if i == 0 else x + y
+        return self.proj(x.transpose(1, 2))  # [B, T, out_dim]
+
+
+# --------------------------------------------------------------------------- wav2vec 2.0 / HuBERT
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise AudioEncoderError("wav2vec2/hubert encoders need the 'transformers' package: "
+                                "pip install 'thunder3d[hf]'") from exc
+    return transformers
+
+
+def check_pretrained_dir(path: str | Path, kind: str) -> Path:
+    """Check that ``path`` is a local ``save_pretrained`` folder of a ``kind`` model; return it.
+
+    Raises:
+        AudioEncoderError: naming the folder and what is wrong (missing, no ``config.json``, another
+            model type, no weights). Never looks anything up online.
+    """
+    folder = Path(path).expanduser()
+    hint = (f"{kind} encoders load from a local folder written by save_pretrained (config.json + "
+            "model.safetensors); thunder3d never downloads models")
+    if not folder.is_dir():
+        raise AudioEncoderError(f"{kind} model folder not found: {str(folder)!r} ({hint})")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise AudioEncoderError(f"{str(folder)!r} is not a {kind} model folder: no config.json ({hint})")
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise AudioEncoderError(f"unreadable model config {str(config_file)!r}: {exc}") from None
+    if model_type != kind:
+        raise AudioEncoderError(f"{str(folder)!r} holds a {model_type!r} model, not {kind!r}; "
+                                f"use kind {model_type!r} if it is one of {list(HF_KINDS)}")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise AudioEncoderError(f"{str(folder)!r} has no weights (expected one of {list(_WEIGHT_FILES)})")
+    return folder
+
+
+def conv_geometry(kernels: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
+    """``(receptive field, total stride)`` in samples of a stack of unpadded 1D convolutions."""
+    field, jump = 1, 1
+    for k, s in zip(kernels, strides):
+        field += (k - 1) * jump
+        jump *= s
+    return field, jump
+
+
+class HFSpeechEncoder(AudioEncoder):
+    """wav2vec 2.0 or HuBERT from a local folder, resampled to the animation frames.
+
+    ``wav [B, N]`` -> per-utterance zero-mean unit-variance (``normalize``) -> zero padding so the
+    model's frames are centred on the middle of each 20 ms half of an animation frame (``(field -
+    stride) / 2`` samples left; 40 for the 400-sample field and 320 stride of these models) -> the
+    model ``[B, L, H]`` at 50 Hz, hidden layer ``layer`` or a learned softmax-weighted sum of all
+    layers -> linear interpolation to ``T`` frames (``F.interpolate(mode="linear",
+    align_corners=False)``: frame ``t`` is the mean of 50 Hz frames ``2t`` and ``2t + 1``, centred
+    on sample ``640 t + 320``) -> optional Linear to ``out_dim``.
+
+    Frozen (THUNDER-F): the backbone stays in eval mode whatever ``train()`` says, its parameters
+    have ``requires_grad=False`` and it runs under ``torch.no_grad``; layer weights and projection
+    still learn. Trainable (THUNDER-T): everything learns, except the convolutional feature
+    encoder when ``freeze_feature_encoder`` (the usual fine-tuning recipe); the model's own
+    training-time masking and dropout (from its config) apply in train mode.
+
+    Args:
+        kind: ``"wav2vec2"`` or ``"hubert"``; must match ``config.json``'s ``model_type``.
+        path: local folder written by ``save_pretrained``.
+        frozen: freeze the backbone.
+        layer: hidden state to use: ``-1`` the last (the model's output), an index into the
+            ``num_hidden_layers + 1`` hidden states (0 = the transformer's input), or
+            ``"weighted"`` for a learned softmax-weighted sum of all of them.
+        out_dim: size of a Linear projection after resampling; None keeps the hidden size.
+        normalize: per-utterance waveform normalisation; None reads ``do_normalize`` from the
+            folder's ``preprocessor_config.json`` (True if there is none).
+        freeze_feature_encoder: when trainable, keep the convolutional feature encoder fixed.
+    """
+
+    def __init__(self, kind: str, path: str | Path, *, frozen: bool = True, layer: int | str = -1,
+                 out_dim: int | None = None, normalize: bool | None = None,
+                 freeze_feature_encoder: bool = True) -> None:
+        super().__init__()
+        if kind not in HF_KINDS:
+            raise AudioEncoderError(f"unknown pretrained encoder kind {kind!r}; valid: {list(HF_KINDS)}")
+        self.kind = kind
+        folder = check_pretrained_dir(path, kind)
+        transformers = _import_transformers()
+        model_class = getattr(transformers, HF_KINDS[kind])
+        try:
+            backbone, info = model_class.from_pretrained(str(folder), local_files_only=True,
+                                                         output_loading_info=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise AudioEncoderError(f"cannot load the {kind} model in {str(folder)!r}: {exc}") from exc
+        missing = sorted(k for k in info.get("missing_keys", ()) if "masked_spec_embed" not in k)
+        if missing:
+            raise AudioEncoderError(f"the {kind} model in {str(folder)!r} lacks weights for "
+                                    f"{len(missing)} parameters (e.g. {missing[:3]}); refusing to use "
+                                    "randomly initialised layers")
+        self.backbone = backbone
+        cfg = backbone.config
+        self.field, self.stride = conv_geometry(tuple(cfg.conv_kernel), tuple(cfg.conv_stride))
+        self.hidden_size = int(cfg.hidden_size)
+        num_states = int(cfg.num_hidden_layers) + 1
+
+        if layer == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(num_states))  # softmax -> uniform at start
+        elif isinstance(layer, int) and not isinstance(layer, bool) and -num_states <= layer < num_states:
+            self.layer_weights = None
+        else:
+            raise AudioEncoderError(f"layer must be 'weighted' or an int in [{-num_states}, "
+                                    f"{num_states - 1}] for this {num_states - 1}-layer model, got {layer!r}")
+        if out_dim is not None:
+            _check_int("out_dim", out_dim, 1)
+        self.proj = nn.Linear(self.hidden_size, out_dim) if out_dim is not None else None
+        if normalize is None:
+            normalize = _read_do_normalize(folder)
+
+        self._options = {"path": str(folder), "frozen": bool(frozen), "layer": layer, "out_dim": out_dim,
+                         "normalize": bool(normalize),
+                         "freeze_feature_encoder": bool(freeze_feature_encoder)}
+        if frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+        elif freeze_feature_encoder:
+            self.backbone.feature_extractor.requires_grad_(False)
+
+    @property
+    def out_dim(self) -> int:
+        return self._options["out_dim"] or self.hidden_size
+
+    @property
+    def frozen(self) -> bool:
+        return self._options["frozen"]
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self._options}
+
+    def train(self, mode: bool = True) -> HFSpeechEncoder:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # THUNDER-F: no dropout or masking, ever
+        return self
+
+    def hidden_states(self, wav: Tensor) -> Tensor:
+        """The chosen (or weighted) hidden state at the model's rate: ``[B, N]`` -> ``[B, L, H]``,
+        50 Hz frame ``j`` centred on sample ``stride * (j + 1/2)``."""
+        wav = wav.to(self.backbone.dtype)
+        if self._options["normalize"]:
+            wav = normalize_waveform(wav)
+        left = (self.field - self.stride) // 2
+        wav = F.pad(wav, (left, self.field - self.stride - left))  # L = N // stride frames
+        layer = self._options["layer"]
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            out = self.backbone(wav, output_hidden_states=layer != -1)
+        if layer == -1:
+            return out.last_hidden_state
+        if self.layer_weights is None:
+            return out.hidden_states[layer]
+        states = torch.stack(out.hidden_states)  # [S, B, L, H]
+        weights = self.layer_weights.softmax(0)
+        return torch.einsum("s,sblh->blh", weights, states)
+
+    def encode(self, wav: Tensor, frames: int) -> Tensor:
+        states = self.hidden_states(wav)  # [B, L, H], L >= 640 T / stride
+        steps = max(1, round(frames * SAMPLES_PER_FRAME / self.stride))  # 2 T model frames at 50 Hz
+        states = states[:, :steps].transpose(1, 2)  # [B, H, 2T]
+        feats = F.interpolate(states, size=frames, mode="linear", align_corners=False).transpose(1, 2)
+        return self.proj(feats) if self.proj is not None else feats  # [B, T, D]
+
+
+def _read_do_normalize(folder: Path) -> bool:
+    """``do_normalize`` of a feature-extractor config in ``folder``; True when absent."""
+    file = folder / "preprocessor_config.json"
+    if not file.is_file():
+        return True
+    try:
+        return bool(json.loads(file.read_text(encoding="utf-8")).get("do_normalize", True))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
+# --------------------------------------------------------------------------- phonetic
+class PhoneticEncoder(AudioEncoder):
+    """Phone-recognition features: pocketsphinx's phones as smoothed one-hots over ``PHONES``.
+
+    Each item is decoded on the CPU (:func:`~thunder3d.audio.align.recognize_phones`, allphone
+    search, no transcript), labelled per frame at the frame centre
+    (:func:`~thunder3d.audio.phones.to_frame_labels`) and one-hot encoded ``[T, 40]``; a 3-tap
+    temporal smoothing ``(s, 1 - 2 s, s)`` then makes them posterior-like (rows sum to 1; the
+    argmax is the recognised phone as long as ``smoothing < 0.25``).
+
+    Meant to test whether a speaker-independent, symbolic representation transfers better from
+    the synthetic voices to real ones. It is slow-ish (pocketsphinx runs at a fraction of real
+    time, one item after another; precompute for training), frozen, and not differentiable:
+    the output never requires grad. Its labels inherit :func:`~thunder3d.audio.align.recognize_phones`'s
+    small dependence on pocketsphinx's running cepstral mean, carried over from earlier calls.
+    """
+
+    kind = "phonetic"
+
+    def __init__(self, *, smoothing: float = 0.2) -> None:
+        super().__init__()
+        if not 0.0 <= smoothing < 0.25:
+            raise AudioEncoderError(f"phonetic smoothing must be in [0, 0.25), got {smoothing}")
+        self._options = {"smoothing": float(smoothing)}
+        s = float(smoothing)
+        self.register_buffer("kernel", torch.tensor([s, 1.0 - 2.0 * s, s]), persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        from thunder3d.audio.phones import NUM_PHONES
+
+        return NUM_PHONES
+
+    @property
+    def frozen(self) -> bool:
+        return True
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self._options}
+
+    def labels(self, wav: np.ndarray, frames: int) -> np.ndarray:
+        """Recognised phone index per frame: ``[N]`` float audio -> ``[frames]`` int64."""
+        from thunder3d.audio.align import recognize_phones
+        from thunder3d.audio.phones import to_frame_labels
+
+        return to_frame_labels(recognize_phones(wav), frames)
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, frames: int) -> Tensor:
+        audio = wav.detach().float().cpu().numpy()
+        labels = torch.from_numpy(np.stack([self.labels(item, frames) for item in audio]))  # [B, T]
+        onehot = F.one_hot(labels, self.out_dim).float().transpose(1, 2)  # [B, P, T]
+        padded = F.pad(onehot, (1, 1), mode="replicate")
+        smooth = F.conv1d(padded.reshape(-1, 1, frames + 2), self.kernel.cpu().view(1, 1, 3))
+        out = smooth.reshape(onehot.shape).transpose(1, 2)  # [B, T, P]
+        return out.to(device=wav.device, dtype=wav.dtype)
+
+
+# --------------------------------------------------------------------------- factory
+_CLASSES: dict[str, type[AudioEncoder]] = {
+    "mel": MelEncoder, "wav2vec2": HFSpeechEncoder, "hubert": HFSpeechEncoder, "phonetic": PhoneticEncoder,
+}
+
+
+def encoder_options(kind: str) -> list[str]:
+    """Option names that :func:`build_audio_encoder` accepts for ``kind`` (besides ``kind``)."""
+    if kind not in _CLASSES:
+        raise AudioEncoderError(f"unknown audio encoder kind {kind!r}; valid: {list(ENCODER_KINDS)}")
+    params = inspect.signature(_CLASSES[kind].__init__).parameters
+    return [name for name in params if name not in ("self", "kind")]
+
+
+def build_audio_encoder(config: Mapping[str, Any] | str | None = None) -> AudioEncoder:
+    """Build an encoder from ``{"kind": ..., **options}`` (what :meth:`AudioEncoder.config` returns).
+
+    A bare kind string or None (the ``mel`` default) are accepted too.
+
+    Raises:
+        AudioEncoderError: unknown kind or option (listing the valid ones), bad option values,
+            or a pretrained folder that is missing or not a model of that kind.
+    """
+    if config is None:
+        config = {"kind": "mel"}
+    elif isinstance(config, str):
+        config = {"kind": config}
+    if not isinstance(config, Mapping):
+        raise AudioEncoderError("audio encoder config must be a dict with a 'kind', "
+                                f"got {type(config).__name__}")
+    options = dict(config)
+    kind = options.pop("kind", "mel")
+    valid = encoder_options(kind)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise AudioEncoderError(f"unknown option(s) {unknown} for {kind!r} audio encoder; valid: {valid}")
+    if kind in HF_KINDS:
+        if "path" not in options:
+            raise AudioEncoderError(f"{kind!r} audio encoder needs 'path': a local model folder")
+        return HFSpeechEncoder(kind, **options)
+    return _CLASSES[kind](**options)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise AudioEncoderError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+__all__ = [
+    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "MelEncoder",
+    "PhoneticEncoder", "build_audio_encoder", "check_pretrained_dir", "conv_geometry",
+    "encoder_options", "normalize_waveform", "target_frames",
+]
