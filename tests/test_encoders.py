@@ -246,7 +246,9 @@ def test_trainable_pretrained_gets_gradient(tiny_models):
     assert all(p.grad is None for p in enc.backbone.feature_extractor.parameters())
     full = HFSpeechEncoder("hubert", tiny_models["hubert"], frozen=False, freeze_feature_encoder=False)
     wav = noise(1, 4 * SAMPLES_PER_FRAME).requires_grad_()
-    full(wav).sum().backward()
+    out = full(wav)
+    # a weighted sum: a plain sum of layer-normalised features is constant (zero gradient)
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
     assert wav.grad is not None and wav.grad.abs().sum() > 0
     assert all(p.grad is not None for p in full.backbone.feature_extractor.parameters())
 
