@@ -26,3 +26,29 @@ __all__ = [
     "rig_features", "feature_dim", "freeze", "expand_mask",
     "mel_l1", "spectral_convergence", "phone_ce",
 ]
+
+# diffusion talking head: noise math and sampler, the denoiser, the deterministic regressor
+from thunder3d.models.denoiser import (
+    AUDIO_CONDITIONING,
+    GUIDANCE_MODES,
+    ConditionedConformer,
+    Denoiser,
+    DenoiserConfig,
+    guidance_weights,
+)
+from thunder3d.models.diffusion import (
+    PREDICTIONS,
+    SCHEDULES,
+    SPACINGS,
+    DDIMSampler,
+    DiffusionSchedule,
+    SamplerStep,
+    sample,
+)
+from thunder3d.models.regressor import Regressor, RegressorConfig
+
+__all__ += [
+    "AUDIO_CONDITIONING", "GUIDANCE_MODES", "PREDICTIONS", "SCHEDULES", "SPACINGS",
+    "ConditionedConformer", "DDIMSampler", "Denoiser", "DenoiserConfig", "DiffusionSchedule",
+    "Regressor", "RegressorConfig", "SamplerStep", "guidance_weights", "sample",
+]
