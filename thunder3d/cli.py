@@ -175,6 +175,8 @@ def cmd_train_m2s(args: argparse.Namespace) -> int:
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
                  dropout=args.dropout)
     result = train(M2STask(data, model), _train_config(args, "val_mel_l1"))
+    if result.best_metric is None:  # not rank 0 under torchrun
+        return 0
     print(f"stopped at step {result.step} ({result.stopped}); best val_mel_l1 {result.best_metric} "
           f"at step {result.best_step}; checkpoints in {result.out}")
     return 0
@@ -226,6 +228,56 @@ def cmd_speak(args: argparse.Namespace) -> int:
     wav = vocode(mel, n_iter=args.iterations, seed=args.seed)
     save_audio(args.output, wav)
     print(f"wrote {args.output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
+    return 0
+
+
+def cmd_train_talker(args: argparse.Namespace) -> int:
+    import torch
+
+    from thunder3d.train.loop import train
+    from thunder3d.train.talker import TalkerData, TalkerTask
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
+    if args.audio_path:
+        audio["path"] = str(args.audio_path)
+    data = TalkerData(
+        corpus=str(args.corpus), rig=args.rig, window_seconds=args.window, audio=audio,
+        deterministic=args.deterministic, w_coeff=args.w_coeff, coeff_loss=args.coeff_loss,
+        w_vertex=args.w_vertex, mouth_weight=args.mouth_weight, w_velocity=args.w_velocity,
+        lambda_m2s=args.lambda_m2s, m2s=str(args.m2s) if args.m2s else None,
+        m2s_weighting=args.m2s_weighting, m2s_t_max=args.m2s_t_max, phone_weight=args.phone_weight,
+        eval_steps=args.eval_steps, eval_samples=args.eval_samples, eval_windows=args.eval_windows)
+    model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
+                 dropout=args.dropout, audio_conditioning=args.audio_conditioning)
+    diffusion = dict(num_train_timesteps=args.timesteps, schedule=args.noise_schedule)
+    result = train(TalkerTask(data, model, diffusion), _train_config(args, "val_lve"))
+    if result.best_metric is not None:  # rank 0 only under torchrun
+        print(f"stopped at step {result.step} ({result.stopped}); best val_lve {result.best_metric:.3f} mm "
+              f"at step {result.best_step}; checkpoints in {result.out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from thunder3d.audio.io import load_audio
+    from thunder3d.constants import FPS
+    from thunder3d.inference import generate, load_talker
+    from thunder3d.utils.io import atomic_path
+
+    model, rig, _, _ = load_talker(args.talker, args.device)
+    wav = load_audio(args.wav)
+    coeffs = generate(model, wav, samples=args.samples, seed=args.seed, emotion=args.emotion,
+                      intensity=args.intensity, style=args.style, steps=args.steps,
+                      audio_scale=args.audio_scale, cond_scale=args.cond_scale, window=args.window,
+                      overlap=args.overlap)  # [N, T, C]
+    with atomic_path(args.output) as tmp:
+        np.savez(tmp, coeffs=coeffs, fps=np.float32(FPS), rig=np.str_(rig.spec),
+                 coeff_names=np.asarray(rig.coeff_names), seed=np.int64(args.seed))
+    print(f"wrote {args.output}: {coeffs.shape[0]} sample(s) x {coeffs.shape[1]} frames "
+          f"({coeffs.shape[1] / FPS:.2f} s) of {coeffs.shape[2]} {rig.name} coefficients")
     return 0
 
 
@@ -317,6 +369,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.1)
     _train_args(p)
     p.set_defaults(func=cmd_train_m2s)
+
+    p = tr_sub.add_parser("talker", help="train the speech-driven talking head (THUNDER diffusion or regressor)")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--m2s", type=Path, help="frozen M2S run for the THUNDER loss (its rig is the default rig)")
+    p.add_argument("--lambda-m2s", type=float, default=0.0, help="THUNDER loss weight (0 = off; needs --m2s)")
+    p.add_argument("--m2s-weighting", default="none", help="none | tmax | snr (timestep weighting of the THUNDER loss)")
+    p.add_argument("--m2s-t-max", type=int, default=0, help="apply the THUNDER loss only for t <= this (0 = all)")
+    p.add_argument("--phone-weight", type=float, default=0.0, help="M2S phone cross-entropy in the THUNDER loss")
+    p.add_argument("--deterministic", action="store_true", help="train the regressor baseline (no diffusion)")
+    p.add_argument("--rig", default=None, help="rig spec (default: the M2S's rig, else builtin)")
+    p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
+    p.add_argument("--audio", default="mel", help="audio encoder: mel | wav2vec2 | hubert | phonetic")
+    p.add_argument("--audio-path", type=Path, help="local model folder for wav2vec2/hubert")
+    p.add_argument("--audio-dim", type=int, default=128, help="features per frame of the mel encoder")
+    p.add_argument("--w-coeff", type=float, default=1.0)
+    p.add_argument("--coeff-loss", default="l2", help="l2 | l1")
+    p.add_argument("--w-vertex", type=float, default=0.1, help="vertex loss weight (mm^2)")
+    p.add_argument("--mouth-weight", type=float, default=4.0, help="weight of mouth vertices in the vertex loss")
+    p.add_argument("--w-velocity", type=float, default=1.0)
+    p.add_argument("--dim", type=int, default=192)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--conv-kernel", type=int, default=15)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--audio-conditioning", default="add", help="add | cross")
+    p.add_argument("--timesteps", type=int, default=1000, help="diffusion training timesteps")
+    p.add_argument("--noise-schedule", default="cosine", help="cosine | linear")
+    p.add_argument("--eval-steps", type=int, default=10, help="DDIM steps of the validation samples")
+    p.add_argument("--eval-samples", type=int, default=2, help="samples per validation window (S-DIV-U)")
+    p.add_argument("--eval-windows", type=int, default=64, help="validation windows evaluated")
+    _train_args(p)
+    p.set_defaults(func=cmd_train_talker)
+
+    p = sub.add_parser("sample", help="animate speech with a trained talker -> npz of coefficients")
+    p.add_argument("wav", type=Path, help="speech recording (any length; resampled to 16 kHz mono)")
+    p.add_argument("--talker", type=Path, required=True, help="talker run folder or checkpoint")
+    p.add_argument("-o", "--output", type=Path, default=Path("out.npz"))
+    p.add_argument("--samples", type=int, default=1, help="number of samples (sample i uses seed + i)")
+    p.add_argument("--emotion", default=None,
+                   help="neutral | happy | sad | surprised | fear | disgusted | angry | contempt")
+    p.add_argument("--intensity", type=int, default=None, help="1 | 2 | 3")
+    p.add_argument("--style", default=None, help="a speaking style seen in training")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    p.add_argument("--audio-scale", type=float, default=1.0, help="audio guidance scale")
+    p.add_argument("--cond-scale", type=float, default=1.0, help="emotion/intensity/style guidance scale")
+    p.add_argument("--window", type=float, default=4.0, help="window seconds")
+    p.add_argument("--overlap", type=float, default=1.0, help="overlap seconds between windows")
+    _common(p)
+    p.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="evaluate trained models")
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)

@@ -1,0 +1,564 @@
+"""The talker task: speech -> motion coefficients, diffusion (THUNDER) or deterministic baseline.
+
+``thunder3d train talker --corpus DIR [--m2s RUN --lambda-m2s X] [--deterministic] --out RUN2``
+builds a :class:`TalkerTask` and runs it on the shared loop (:func:`thunder3d.train.loop.train`).
+
+The trained module is one :class:`TalkerModel` (audio encoder + :class:`~thunder3d.models.denoiser.Denoiser`,
+or + :class:`~thunder3d.models.regressor.Regressor` when ``deterministic``), so the loop's DDP wraps
+a single module whose ``forward`` carries all trainable computation. The frozen M2S and the rig are
+plain attributes of the task, never children of the trained module: they get no gradient and are
+not in the checkpoint's weights (the checkpoint records the rig's config and the M2S path).
+
+Per batch (coefficients normalised by the training split's :class:`~thunder3d.data.dataset.Normalizer`)::
+
+    diffusion:      t ~ U{0..T-1}, x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, x̂0 = model(wav, x_t, t, cond)
+    deterministic:  x̂0 = model(wav, cond)
+
+    loss =  w_coeff    * mean_{frames, coeffs} (x̂0 - x0)²          (or |.| with coeff_loss="l1";
+                                                                   normalised coefficients)
+         +  w_vertex   * mean_frames Σ_v ω_v ||V(x̂0)_v - V(x0)_v||² / Σ_v ω_v      (mm², all vertices,
+                                                                   ω = mouth_weight on the mouth, else 1)
+         +  w_velocity * mean_{frames, coeffs} (Δx̂0 - Δx0)²        (frame differences, normalised)
+         +  lambda_m2s * mean_b w(t_b) [ L1_mel(M2S(rig_features(x̂0_b)), log_mel(wav_b))
+                                          + phone_weight · CE(M2S phones, clip phones) ]
+
+The last line is the THUNDER (analysis-by-audio-synthesis) loss: x̂0 is de-normalised, turned into
+the M2S's input (``mouth2s``/``face2s`` vertex offsets in mm through the rig, or ``exp2s``
+coefficients), heard by the frozen M2S and compared with the input speech by the M2S's own
+``mel_loss`` (per sample). The timestep weighting ``w(t)`` (:data:`M2S_WEIGHTINGS`):
+
+- ``none``: 1 for every t (``m2s_t_max > 0`` still cuts off ``t > m2s_t_max``);
+- ``tmax``: ``1[t <= m2s_t_max]`` (needs ``m2s_t_max > 0``): only nearly clean predictions are judged;
+- ``snr``: ``SNR/(1 + SNR) = alpha_bar(t)``, smoothly from 1 (clean) to 0 (pure noise), also cut off
+  at ``m2s_t_max`` when that is set.
+
+The deterministic model has no t: ``w = 1``. Every term is logged on its own (``loss_coeff``,
+``loss_vertex``, ``loss_velocity``, ``loss_m2s`` (weighted, as it enters the loss, before lambda),
+``loss_phone``, ``m2s_mel_l1`` (unweighted mean over the samples the M2S judged)).
+
+Evaluation (rank 0, EMA weights): the validation windows are sampled (DDIM, ``eval_steps`` steps,
+seeded) and compared with the ground truth: ``val_lve`` (mm, the best-checkpoint metric),
+``val_lpcc``, ``val_sdiv_u`` (mm, over ``eval_samples`` samples; 0 for the deterministic model)
+and the validation losses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from thunder3d.audio.encoders import MelEncoder, build_audio_encoder
+from thunder3d.audio.features import log_mel
+from thunder3d.data.clip import DataError
+from thunder3d.data.dataset import (
+    ClipDataset,
+    Normalizer,
+    collate,
+    compute_stats,
+    style_vocabulary,
+)
+from thunder3d.errors import CheckpointError
+from thunder3d.eval.metrics import (
+    aperture_indices,
+    aperture_of,
+    lip_pcc,
+    lve,
+    rig_vertices,
+    sample_diversity,
+)
+from thunder3d.models.denoiser import Denoiser, DenoiserConfig, Labels
+from thunder3d.models.diffusion import DDIMSampler, DiffusionSchedule, sample
+from thunder3d.models.m2s import M2S, freeze, phone_ce, rig_features
+from thunder3d.models.regressor import Regressor, RegressorConfig
+from thunder3d.rigs import LinearBlendshapeRig, Rig, load_rig
+from thunder3d.train.checkpoint import load_checkpoint
+from thunder3d.train.loop import Task, TrainError
+from thunder3d.train.m2s import load_m2s
+
+M2S_WEIGHTINGS = ("none", "tmax", "snr")
+"""Timestep weightings of the THUNDER loss (module docstring)."""
+COEFF_LOSSES = ("l2", "l1")
+MODEL_KINDS = ("denoiser", "regressor")
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass
+class TalkerData:
+    """Data, loss and evaluation settings of the talker task (stored in the checkpoint as ``data``).
+
+    Attributes:
+        corpus: corpus folder (``train`` and, for evaluation, ``val`` splits).
+        rig: rig spec; default: the M2S's rig when ``m2s`` is given, else ``builtin``. With both,
+            they must match (checked by :func:`~thunder3d.train.m2s.load_m2s`).
+        window_seconds: training window (2-8 s).
+        audio: audio encoder config (:func:`~thunder3d.audio.encoders.build_audio_encoder`);
+            None = the learned ``mel`` encoder.
+        deterministic: train the :class:`~thunder3d.models.regressor.Regressor` baseline instead of
+            the diffusion denoiser.
+        w_coeff, coeff_loss: weight and kind (``l2``/``l1``) of the x0 loss on normalised coefficients.
+        w_vertex, mouth_weight: weight of the vertex loss (mm²) and the weight of mouth vertices in it.
+        w_velocity: weight of the frame-difference loss on normalised coefficients.
+        lambda_m2s: weight of the THUNDER loss (0 = off; > 0 needs ``m2s``).
+        m2s: M2S run folder or checkpoint.
+        m2s_weighting, m2s_t_max: timestep weighting of the THUNDER loss (module docstring).
+        phone_weight: weight of the M2S phone cross-entropy inside the THUNDER loss (0 = off).
+        eval_steps, eval_samples, eval_windows: DDIM steps, samples per window (S-DIV-U) and
+            the number of validation windows used at evaluation.
+        stats_windows: training windows measured for the audio encoder's log-mel statistics.
+    """
+
+    corpus: str
+    rig: str | None = None
+    window_seconds: float = 4.0
+    audio: dict | None = None
+    deterministic: bool = False
+    w_coeff: float = 1.0
+    coeff_loss: str = "l2"
+    w_vertex: float = 0.1
+    mouth_weight: float = 4.0
+    w_velocity: float = 1.0
+    lambda_m2s: float = 0.0
+    m2s: str | None = None
+    m2s_weighting: str = "none"
+    m2s_t_max: int = 0
+    phone_weight: float = 0.0
+    eval_steps: int = 10
+    eval_samples: int = 2
+    eval_windows: int = 64
+    stats_windows: int = 64
+
+    def __post_init__(self) -> None:
+        self.corpus = str(self.corpus)
+        self.m2s = None if self.m2s in (None, "") else str(self.m2s)
+        if self.coeff_loss not in COEFF_LOSSES:
+            raise TrainError(f"unknown coeff_loss {self.coeff_loss!r}; valid: {', '.join(COEFF_LOSSES)}")
+        if self.m2s_weighting not in M2S_WEIGHTINGS:
+            raise TrainError(f"unknown m2s_weighting {self.m2s_weighting!r}; "
+                             f"valid: {', '.join(M2S_WEIGHTINGS)}")
+        for name in ("w_coeff", "w_vertex", "mouth_weight", "w_velocity", "lambda_m2s", "phone_weight"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                raise TrainError(f"{name} must be a finite number >= 0, got {value}")
+        if int(self.m2s_t_max) < 0:
+            raise TrainError(f"m2s_t_max must be >= 0 (0 = no cut-off), got {self.m2s_t_max}")
+        if self.m2s_weighting == "tmax" and int(self.m2s_t_max) == 0:
+            raise TrainError("m2s_weighting 'tmax' needs m2s_t_max > 0")
+        if self.lambda_m2s > 0 and self.m2s is None:
+            raise TrainError("lambda_m2s > 0 needs an M2S checkpoint (m2s / --m2s RUN)")
+        for name in ("eval_steps", "eval_samples", "eval_windows", "stats_windows"):
+            if int(getattr(self, name)) < 1:
+                raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# --------------------------------------------------------------------------- the trained module
+class TalkerModel(nn.Module):
+    """Audio encoder + denoiser (or regressor): the one module the loop trains and DDP wraps.
+
+    Built from the ``model`` entry of a talker checkpoint: ``{"kind": "denoiser"|"regressor",
+    "net": <DenoiserConfig/RegressorConfig dict>, "audio": <encoder config>, "diffusion":
+    <DiffusionSchedule dict> | None}``.
+
+    Attributes (plain, not weights): ``schedule`` (:class:`DiffusionSchedule`, None for the regressor),
+    ``normalizer`` (set by the task and :func:`load_talker`; the model works in normalised
+    coefficients), ``styles`` (the style vocabulary: style id ``i`` is ``styles[i]``).
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        kind = config.get("kind")
+        if kind not in MODEL_KINDS:
+            raise CheckpointError(f"unknown talker model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
+        self.config = {k: config.get(k) for k in ("kind", "net", "audio", "diffusion")}
+        self.audio_encoder = build_audio_encoder(config["audio"])
+        if kind == "regressor":
+            self.cfg: DenoiserConfig = RegressorConfig.from_dict(config["net"])
+            self.net: nn.Module = Regressor(self.cfg)
+            self.schedule: DiffusionSchedule | None = None
+        else:
+            self.cfg = DenoiserConfig.from_dict(config["net"])
+            self.net = Denoiser(self.cfg)
+            self.schedule = DiffusionSchedule.from_dict(config.get("diffusion") or {})
+        if self.audio_encoder.out_dim != self.cfg.audio_dim:
+            raise CheckpointError(f"audio encoder gives {self.audio_encoder.out_dim} features per frame, "
+                                  f"the {kind} expects {self.cfg.audio_dim}")
+        self.normalizer: Normalizer | None = None
+        self.styles: tuple[str, ...] = ()
+
+    @property
+    def deterministic(self) -> bool:
+        return self.schedule is None
+
+    @property
+    def coeff_dim(self) -> int:
+        return self.cfg.coeff_dim
+
+    @property
+    def audio_dim(self) -> int:
+        return self.cfg.audio_dim
+
+    def encode_audio(self, wav: Tensor, num_frames: int | None = None) -> Tensor:
+        """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``."""
+        return self.audio_encoder(wav, num_frames)
+
+    def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
+                style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None) -> Tensor:
+        """The training forward pass (all trainable computation, so DDP synchronises it).
+
+        Args:
+            wav: ``[B, T * 640]`` speech.
+            mask: ``[B, T]`` bool, True on valid frames.
+            emotion, intensity, style: ``[B]`` labels (see :class:`~thunder3d.models.denoiser.Denoiser`).
+            x_t, t: ``[B, T, C]`` noisy normalised coefficients and ``[B]`` timesteps (denoiser only).
+        Returns:
+            ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
+            prediction), zero on padded frames.
+        """
+        features = self.encode_audio(wav, mask.shape[1])
+        return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
+
+    def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,
+                intensity: Labels = None, style: Labels = None, *, x_t: Tensor | None = None,
+                t: Tensor | int | None = None, audio_scale: float = 1.0, cond_scale: float = 1.0,
+                mode: str = "nested") -> Tensor:
+        """Network output from precomputed audio ``features [B, T, D_a]``, with guidance scales
+        (scales of 1 are one plain conditional pass)."""
+        guided = not (audio_scale == 1.0 and cond_scale == 1.0)
+        if self.deterministic:
+            if guided:
+                return self.net.guided(features, emotion, intensity, style, mask, audio_scale=audio_scale,
+                                       cond_scale=cond_scale, mode=mode)
+            return self.net(features, emotion, intensity, style, mask)
+        if x_t is None or t is None:
+            raise ValueError("the diffusion talker needs x_t and t")
+        if guided:
+            return self.net.guided(x_t, t, features, emotion, intensity, style, mask,
+                                   audio_scale=audio_scale, cond_scale=cond_scale, mode=mode)
+        return self.net(x_t, t, features, emotion, intensity, style, mask)
+
+
+# --------------------------------------------------------------------------- loss helpers
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values [B, T]`` over the True frames of ``mask [B, T]``."""
+    w = mask.to(values.dtype)
+    return (values * w).sum() / w.sum().clamp(min=1.0)
+
+
+class VertexLoss:
+    """Weighted mean squared vertex distance, mm², between two coefficient sequences of a rig.
+
+    ``per_frame(a, b) = Σ_v ω_v ||V(a)_v − V(b)_v||² / Σ_v ω_v`` with ``ω_v = mouth_weight`` on the
+    rig's ``mouth`` region, 1 elsewhere. For blendshape rigs ``V(a) − V(b) = (a − b) · deltas`` is
+    linear, so the sum is the quadratic form ``(a − b) G (a − b)ᵀ`` with the ``[C, C]`` matrix
+    ``G = Σ_v ω_v D_v D_vᵀ / Σ ω`` (mm²), computed once: no vertices are ever built. Other rigs
+    (FLAME's jaw rotation) evaluate both meshes.
+    """
+
+    def __init__(self, rig: Rig, mouth_weight: float) -> None:
+        self.rig = rig
+        weights = torch.ones(rig.num_vertices)
+        weights[rig.region("mouth").cpu()] = float(mouth_weight)
+        self.weights = weights / weights.sum()  # [V]
+        self.gram: Tensor | None = None
+        if isinstance(rig, LinearBlendshapeRig) and rig.identity is None:
+            d = rig.deltas.detach().cpu().double() * rig.mm_per_unit  # [C, V, 3] mm
+            self.gram = torch.einsum("cvk,v,dvk->cd", d, self.weights.double(), d).float()  # [C, C]
+        self._on: dict[torch.device, tuple[Tensor, Tensor | None]] = {}
+
+    def per_frame(self, pred: Tensor, target: Tensor) -> Tensor:
+        """``[B, T]`` weighted mean squared distance (mm²) of raw coefficients ``[B, T, C]``."""
+        device = pred.device
+        if device not in self._on:
+            self._on[device] = (self.weights.to(device),
+                                None if self.gram is None else self.gram.to(device))
+        weights, gram = self._on[device]
+        diff = pred - target
+        if gram is not None:
+            return ((diff @ gram.to(diff.dtype)) * diff).sum(-1).clamp(min=0.0)
+        rig = self.rig.to(device)
+        d = (rig(pred) - rig(target)) * rig.mm_per_unit  # [B, T, V, 3]
+        return (d.square().sum(-1) * weights.to(d.dtype)).sum(-1)
+
+
+# --------------------------------------------------------------------------- the task
+class TalkerTask(Task):
+    """Train the talking head (module docstring).
+
+    Args:
+        data: :class:`TalkerData`.
+        model: overrides of the network config (:class:`DenoiserConfig` fields such as ``dim``,
+            ``layers``, ``heads``, ``audio_conditioning``, drop probabilities).
+        diffusion: :class:`DiffusionSchedule` options (``num_train_timesteps``, ``schedule``,
+            ``prediction``); ignored by the deterministic model.
+    """
+
+    name = "talker"
+
+    def __init__(self, data: TalkerData, model: Mapping[str, Any] | None = None,
+                 diffusion: Mapping[str, Any] | None = None) -> None:
+        self.data = data
+        # ---- rig and frozen M2S (kept out of the trained module)
+        self.m2s: M2S | None = None
+        if data.m2s is not None:
+            wanted = load_rig(data.rig) if data.rig else None
+            m2s, rig = load_m2s(data.m2s, rig=wanted)
+            m2s.check_rig(rig)
+            self.m2s = freeze(m2s)
+        else:
+            rig = load_rig(data.rig or "builtin")
+        self.rig: Rig = rig
+        # ---- data: normalisation over every training frame, style vocabulary
+        self.styles = style_vocabulary(data.corpus)
+        names = rig.coeff_names
+        probe = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
+                            styles=self.styles)
+        self.normalizer: Normalizer = compute_stats(probe)
+        self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
+                                  normalizer=self.normalizer, styles=self.styles)
+        try:
+            val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names,
+                              normalizer=self.normalizer, styles=self.styles)
+        except DataError:
+            val = None  # a corpus without a val split: no evaluation, no best/
+        if val is not None and len(val) > data.eval_windows:
+            val = torch.utils.data.Subset(val, range(data.eval_windows))
+        self._val = val
+        # ---- model config
+        encoder = build_audio_encoder(data.audio)
+        net_cls = RegressorConfig if data.deterministic else DenoiserConfig
+        net = net_cls(coeff_dim=rig.num_coeffs, audio_dim=encoder.out_dim, num_styles=len(self.styles),
+                      **dict(model or {}))
+        schedule = None if data.deterministic else DiffusionSchedule(**dict(diffusion or {}))
+        self._model_config = {"kind": "regressor" if data.deterministic else "denoiser",
+                              "net": net.to_dict(), "audio": encoder.config(),
+                              "diffusion": None if schedule is None else schedule.to_dict()}
+        self.schedule = schedule
+        self.vertex_loss = VertexLoss(rig, data.mouth_weight) if data.w_vertex > 0 else None
+        self._norm: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    # ------------------------------------------------------------------ model and data
+    def model_config(self) -> dict[str, Any]:
+        return dict(self._model_config)
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
+                "styles": list(self.styles), "data": asdict(self.data)}
+
+    def train_dataset(self):
+        return self._train
+
+    def val_dataset(self):
+        return self._val
+
+    def collate(self, items):
+        return collate(items)
+
+    def build_model(self) -> nn.Module:
+        model = TalkerModel(self._model_config)
+        if isinstance(model.audio_encoder, MelEncoder):
+            model.audio_encoder.set_input_stats(*self.mel_statistics())
+        model.normalizer, model.styles = self.normalizer, tuple(self.styles)
+        return model
+
+    @torch.no_grad()
+    def mel_statistics(self) -> tuple[Tensor, Tensor]:
+        """Log-mel mean and std ``[80]`` over the first ``stats_windows`` training windows."""
+        n = min(self.data.stats_windows, len(self._train))
+        batch = collate([self._train[i] for i in range(n)])
+        mels = log_mel(batch["audio"])[batch["mask"].repeat_interleave(4, dim=1)]  # [M, 80]
+        return mels.mean(0), mels.std(0)
+
+    # ------------------------------------------------------------------ loss
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Normalised ``[..., C]`` -> rig coefficients (cached statistics per device)."""
+        if x.device not in self._norm:
+            self._norm[x.device] = (torch.as_tensor(self.normalizer.mean, device=x.device),
+                                    torch.as_tensor(self.normalizer.std, device=x.device))
+        mean, std = self._norm[x.device]
+        return x * std.to(x.dtype) + mean.to(x.dtype)
+
+    def m2s_weights(self, t: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        """``[B]`` timestep weights of the THUNDER loss (module docstring)."""
+        if t is None or self.schedule is None:
+            return torch.ones(batch, device=device)
+        mode, t_max = self.data.m2s_weighting, int(self.data.m2s_t_max)
+        if mode == "snr":
+            w = self.schedule.alpha_bar(t, torch.zeros(batch, device=device)).float()
+        else:
+            w = torch.ones(batch, device=device)
+        if t_max > 0:
+            w = w * (t <= t_max).to(w.dtype)
+        return w
+
+    def loss(self, model: nn.Module, batch: Mapping[str, Any], step: int) -> tuple[Tensor, dict]:
+        coeffs, mask = batch["coeffs"], batch["mask"]  # [B, T, C] normalised, [B, T]
+        B = coeffs.shape[0]
+        cond = {"emotion": batch["emotion"], "intensity": batch["intensity"], "style": batch["style"]}
+        t = None
+        if self.schedule is None:
+            x0_hat = model(batch["audio"], mask, **cond)
+        else:
+            t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
+            noise = torch.randn_like(coeffs)
+            x_t = self.schedule.add_noise(coeffs, noise, t)
+            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t)
+            x0_hat = self.schedule.pred_x0(out, x_t, t)
+        d = self.data
+        logs: dict[str, Tensor] = {}
+        total = coeffs.new_zeros(())
+        err = x0_hat - coeffs
+        per = err.square() if d.coeff_loss == "l2" else err.abs()
+        logs["loss_coeff"] = _masked_mean(per.mean(-1), mask)
+        total = total + d.w_coeff * logs["loss_coeff"]
+        if d.w_velocity > 0:
+            vel = (err[:, 1:] - err[:, :-1]).square().mean(-1)  # Δx̂0 - Δx0 = Δ(x̂0 - x0)
+            logs["loss_velocity"] = _masked_mean(vel, mask[:, 1:] & mask[:, :-1])
+            total = total + d.w_velocity * logs["loss_velocity"]
+        raw_hat = self.denormalize(x0_hat)
+        if self.vertex_loss is not None:
+            raw_gt = self.denormalize(coeffs)
+            logs["loss_vertex"] = _masked_mean(self.vertex_loss.per_frame(raw_hat, raw_gt), mask)
+            total = total + d.w_vertex * logs["loss_vertex"]
+        if d.lambda_m2s > 0 and self.m2s is not None:
+            thunder = self.thunder_loss(raw_hat, batch, t, logs)
+            total = total + d.lambda_m2s * thunder
+        logs = {k: v.detach() for k, v in logs.items()}
+        return total, logs
+
+    def thunder_loss(self, raw_hat: Tensor, batch: Mapping[str, Any], t: Tensor | None,
+                     logs: dict[str, Tensor]) -> Tensor:
+        """``mean_b w_b (mel L1_b + phone_weight CE_b)`` of the frozen M2S on ``raw_hat [B, T, C]``
+        (de-normalised x̂0); gradients reach ``raw_hat`` only. Fills ``logs``."""
+        B, device = raw_hat.shape[0], raw_hat.device
+        w = self.m2s_weights(t, B, device)
+        chosen = torch.nonzero(w > 0).flatten()
+        if chosen.numel() == 0:  # no sample at a judged noise level: skip the M2S altogether
+            logs["loss_m2s"] = raw_hat.new_zeros(())
+            return logs["loss_m2s"]
+        m2s, rig = self.m2s.to(device), self.rig.to(device)
+        mask = batch["mask"][chosen]
+        with torch.no_grad():
+            target = log_mel(batch["audio"][chosen])  # [b, 4T, 80]
+        out = m2s(rig_features(rig, raw_hat[chosen], m2s.cfg.input), mask)
+        mel = torch.stack([m2s.mel_loss(out.mel[i:i + 1], target[i:i + 1], mask[i:i + 1])
+                           for i in range(len(chosen))])  # [b] per-sample L1
+        wc = w[chosen].to(mel.dtype)
+        logs["m2s_mel_l1"] = mel.mean()
+        logs["loss_m2s"] = (wc * mel).sum() / B
+        term = logs["loss_m2s"]
+        if self.data.phone_weight > 0 and out.phone_logits is not None:
+            phones = batch["phones"][chosen]
+            ce = torch.stack([phone_ce(out.phone_logits[i:i + 1], phones[i:i + 1], mask[i:i + 1])
+                              for i in range(len(chosen))])
+            logs["loss_phone"] = (wc * ce).sum() / B
+            term = term + self.data.phone_weight * logs["loss_phone"]
+        return term
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def sample_normalised(self, model: TalkerModel, features: Tensor, batch: Mapping[str, Any],
+                          generator: torch.Generator) -> Tensor:
+        """One sample ``[B, T, C]`` (normalised) per window: DDIM with ``eval_steps`` steps, or the
+        regressor's prediction."""
+        mask = batch["mask"]
+        cond = (batch["emotion"], batch["intensity"], batch["style"])
+        if model.deterministic:
+            return model.predict(features, mask, *cond)
+        sampler = DDIMSampler(model.schedule)
+        shape = (*mask.shape, model.coeff_dim)
+        return sample(lambda x, t: model.predict(features, mask, *cond, x_t=x, t=t), shape, sampler,
+                      steps=self.data.eval_steps, generator=generator, device=features.device)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, val_loader) -> dict[str, float]:
+        """Validation losses and lip metrics of sampled windows (module docstring)."""
+        model = getattr(model, "module", model)
+        rig = self.rig
+        lips, upper = rig.region("lips"), rig.region("upper_face")
+        ap = torch.tensor(aperture_indices(rig))
+        mm = rig.mm_per_unit
+        n_samples = 1 if model.deterministic else self.data.eval_samples
+        sums: dict[str, float] = {}
+        lve_sum, lve_frames, pccs, divs, batches = 0.0, 0, [], [], 0
+        generator = torch.Generator().manual_seed(1234)  # the same noise at every evaluation
+        for batch in val_loader:
+            loss, logs = self.loss(model, batch, -1)
+            for key, value in {"loss": loss, **logs}.items():
+                sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value)
+            batches += 1
+            mask = batch["mask"]
+            device = mask.device
+            rig = rig.to(device)
+            features = model.encode_audio(batch["audio"], mask.shape[1])
+            preds = [self.denormalize(self.sample_normalised(model, features, batch, generator))
+                     for _ in range(n_samples)]
+            gt = self.denormalize(batch["coeffs"])
+            gt_lips, gt_ap = rig_vertices(rig, gt, lips), aperture_of(rig_vertices(rig, gt, ap))
+            pred_lips = rig_vertices(rig, preds[0], lips)
+            pred_ap = aperture_of(rig_vertices(rig, preds[0], ap))
+            uppers = [rig_vertices(rig, p, upper) for p in preds] if n_samples > 1 else None
+            for b in range(mask.shape[0]):
+                m = mask[b]
+                frames = int(m.sum())
+                if frames < 2:
+                    continue
+                lve_sum += lve(pred_lips[b, m], gt_lips[b, m], None, mm) * frames
+                lve_frames += frames
+                pccs.append(lip_pcc(pred_ap[b, m], gt_ap[b, m]))
+                if uppers is not None:
+                    divs.append(sample_diversity(torch.stack([u[b, m] for u in uppers]), None, mm))
+        result = {k: v / max(batches, 1) for k, v in sums.items()}
+        result["val_lve"] = lve_sum / lve_frames if lve_frames else float("nan")
+        finite = [p for p in pccs if math.isfinite(p)]
+        result["val_lpcc"] = float(np.mean(finite)) if finite else float("nan")
+        result["val_sdiv_u"] = float(np.mean(divs)) if divs else 0.0
+        return result
+
+
+# --------------------------------------------------------------------------- loading
+def resolve_run(path: str | Path) -> Path:
+    """A checkpoint directory from a run folder (``best`` first, then ``last``) or itself."""
+    path = Path(path)
+    if (path / "best" / "config.json").is_file():
+        return path / "best"
+    if (path / "last" / "config.json").is_file() and not (path / "config.json").is_file():
+        return path / "last"
+    return path
+
+
+def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
+                ema: bool = True) -> tuple[TalkerModel, Rig, Normalizer, dict[str, Any]]:
+    """A trained talker from ``RUN``, ``RUN/best`` or ``RUN/last``: ``(model, rig, normalizer, config)``.
+
+    The model is in eval mode on ``device`` with EMA weights when the checkpoint has them (and
+    ``ema``); ``model.normalizer`` and ``model.styles`` are set. ``config`` is the checkpoint's
+    ``config.json``. Raises :class:`~thunder3d.errors.CheckpointError` for anything but a talker
+    checkpoint, or weights that do not fit the saved model config.
+    """
+    path = resolve_run(path)
+    ckpt = load_checkpoint(path, expect={"task": "talker"}, training_state=False)
+    config = ckpt.config
+    model = TalkerModel(config["model"])
+    weights = ckpt.ema_state_dict if (ema and ckpt.ema_state_dict is not None) else ckpt.state_dict
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
+    normalizer = Normalizer.from_dict(config["normalizer"])
+    model.normalizer, model.styles = normalizer, tuple(config.get("styles") or ())
+    rig = load_rig(config["rig"])
+    if tuple(rig.coeff_names) != tuple(normalizer.coeff_names):
+        raise CheckpointError(f"{path}: rig {rig.spec!r} coefficients differ from the normalizer's")
+    return model.to(device).eval(), rig.to(device), normalizer, config
+
+
+__all__ = [
+    "COEFF_LOSSES", "M2S_WEIGHTINGS", "TalkerData", "TalkerModel", "TalkerTask", "VertexLoss",
+    "load_talker", "resolve_run",
+]
