@@ -5,7 +5,9 @@ Public API (lazy, so ``import thunder3d`` stays cheap):
 - :func:`load_rig` — build a face rig from ``builtin``, ``ict:PATH``, ``flame:PATH``, ``blendshapes:PATH``
 - :func:`load_audio` — any wav/flac/ogg to 16 kHz mono float32, with clear errors
 - :func:`log_mel` — 80-bin log-mel frames (4 per animation frame)
-- :func:`render_still` — headless OpenGL render of a rig's vertices
+- :func:`render_still` / :func:`render_video` — headless OpenGL stills and MP4s with sound
+- :func:`synthesize` — espeak-ng speech with phone timings
+- :func:`load_m2s`, :func:`load_talker`, :func:`generate` — trained models and windowed sampling
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ _LAZY = {
     "load_audio": ("thunder3d.audio", "load_audio"),
     "log_mel": ("thunder3d.audio", "log_mel"),
     "render_still": ("thunder3d.render", "render_still"),
+    "render_video": ("thunder3d.render", "render_video"),
+    "synthesize": ("thunder3d.audio.tts", "synthesize"),
+    "load_m2s": ("thunder3d.train.m2s", "load_m2s"),
+    "load_talker": ("thunder3d.train.talker", "load_talker"),
+    "generate": ("thunder3d.inference", "generate"),
 }
 
 
@@ -37,5 +44,6 @@ def __getattr__(name: str):
 __all__ = [
     "ARKIT_NAMES", "AudioError", "CheckpointError", "FPS", "HOP_LENGTH", "MELS_PER_FRAME", "N_MELS",
     "Rig", "RigError", "SAMPLE_RATE", "SAMPLES_PER_FRAME", "ThunderError", "__version__",
-    "load_audio", "load_rig", "log_mel", "render_still",
+    "generate", "load_audio", "load_m2s", "load_rig", "load_talker", "log_mel", "render_still",
+    "render_video", "synthesize",
 ]
