@@ -45,7 +45,7 @@ from thunder3d.models.m2s import (
 from thunder3d.rigs import Rig, load_rig
 from thunder3d.rigs.lbs import batch_rodrigues
 from thunder3d.train.checkpoint import load_checkpoint
-from thunder3d.train.loop import Task
+from thunder3d.train.corpus import CorpusTask
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _random_rotation(batch: int, max_deg: float, gen: torch.Generator, device) -
     return batch_rodrigues(axis * angle).to(device)
 
 
-class M2STask(Task):
+class M2STask(CorpusTask):
     """Train a mesh-to-speech model (see module docstring)."""
 
     name = "m2s"
@@ -95,15 +95,6 @@ class M2STask(Task):
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {"rig": self.rig.config(), "data": asdict(self.data)}
-
-    def train_dataset(self):
-        return self._train
-
-    def val_dataset(self):
-        return self._val
-
-    def collate(self, items):
-        return collate(items)
 
     def build_model(self) -> nn.Module:
         model = M2S(self.cfg)

@@ -79,7 +79,8 @@ from thunder3d.models.m2s import M2S, freeze, phone_ce, rig_features
 from thunder3d.models.regressor import Regressor, RegressorConfig
 from thunder3d.rigs import LinearBlendshapeRig, Rig, load_rig
 from thunder3d.train.checkpoint import load_checkpoint
-from thunder3d.train.loop import Task, TrainError
+from thunder3d.train.corpus import CorpusTask
+from thunder3d.train.loop import TrainError
 from thunder3d.train.m2s import load_m2s
 
 M2S_WEIGHTINGS = ("none", "tmax", "snr")
@@ -287,7 +288,7 @@ class VertexLoss:
 
 
 # --------------------------------------------------------------------------- the task
-class TalkerTask(Task):
+class TalkerTask(CorpusTask):
     """Train the talking head (module docstring).
 
     Args:
@@ -349,15 +350,6 @@ class TalkerTask(Task):
     def checkpoint_config(self) -> dict[str, Any]:
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
                 "styles": list(self.styles), "data": asdict(self.data)}
-
-    def train_dataset(self):
-        return self._train
-
-    def val_dataset(self):
-        return self._val
-
-    def collate(self, items):
-        return collate(items)
 
     def build_model(self) -> nn.Module:
         model = TalkerModel(self._model_config)
