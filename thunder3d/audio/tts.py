@@ -220,12 +220,13 @@ class _Espeak:
         with self.lock:
             self.reload()
             lib = self.lib
-            lib.espeak_ng_SetRandSeed(seed)
             if lib.espeak_SetVoiceByName(voice_id.encode()) != _EE_OK:
                 raise AudioError(f"espeak-ng could not load voice {voice_id!r}")
             for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch),
                                  (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, 100)):
                 lib.espeak_SetParameter(param, value, 0)
+            lib.espeak_ng_SetRandSeed(seed)  # last: loading a voice may draw from the generator
+            _LIBC.srand(seed)  # the Klatt synthesiser draws its noise from the C library's rand()
             data = text.encode("utf-8") + b"\0"
             buf = ctypes.create_string_buffer(data, len(data))
             self._samples, self._events = [], []
@@ -239,6 +240,7 @@ class _Espeak:
                 self._samples, self._events = [], []
 
 
+_LIBC = ctypes.CDLL(None)  # this process's C library (srand/rand are process-global)
 _ESPEAK = _Espeak()
 
 
