@@ -43,3 +43,14 @@ def ict_rig(ict_file):
     from thunder3d.rigs.ict import load_ict
 
     return load_ict(ict_file)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is fastest (and immune to a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from thunder3d.audio.io import save_audio
 from thunder3d.audio.tts import synthesize
@@ -10,12 +9,7 @@ from thunder3d.cli import main
 from thunder3d.data.synth import synthesize_corpus
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

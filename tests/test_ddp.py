@@ -58,12 +58,7 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
     cleanup()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):

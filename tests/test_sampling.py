@@ -17,12 +17,7 @@ from thunder3d.train.talker import TalkerModel
 C, D_A = 8, 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(kind="denoiser", seed=0):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thunder3d.render import Renderer, render_still, save_png
+from thunder3d.render import Renderer, contact_sheet, render_still, save_png
 from thunder3d.render.camera import framing
 from thunder3d.rigs import load_rig
 
@@ -62,23 +62,12 @@ SHEET = {  # label -> coefficients, in reading order
 FACE_BOX = np.array([[-6.0, -12.3, 6.0], [6.0, 3.2, 11.0]])  # brows to chin (cm), framed in each cell
 
 
-def contact_sheet(rig, sheet: dict[str, dict[str, float]], cell: int, columns: int) -> np.ndarray:
+def shape_sheet(rig, sheet: dict[str, dict[str, float]], cell: int, columns: int) -> np.ndarray:
     """Front views ``[H, W, 3]`` uint8 of each pose in a grid, each labelled under its picture."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    label_h = 16
     camera = framing(FACE_BOX, "front", rig.units, margin=0.02)
-    rows = -(-len(sheet) // columns)
-    out = Image.new("RGB", (columns * cell, rows * (cell + label_h)), (255, 255, 255))
-    draw, font = ImageDraw.Draw(out), ImageFont.load_default()
     with Renderer(rig.faces, rig.vertex_colors, size=cell) as renderer:
-        for k, (label, values) in enumerate(sheet.items()):
-            x, y = (k % columns) * cell, (k // columns) * (cell + label_h)
-            image = renderer.render(rig(rig.coeffs(values))[0], camera)
-            out.paste(Image.fromarray(image), (x, y))
-            width = draw.textlength(label, font=font)
-            draw.text((x + (cell - width) / 2, y + cell + 2), label, fill=(0, 0, 0), font=font)
-    return np.asarray(out)
+        images = [renderer.render(rig(rig.coeffs(values))[0], camera) for values in sheet.values()]
+    return contact_sheet(images, cols=columns, labels=list(sheet), label_height=16)
 
 
 def main() -> None:
@@ -95,7 +84,7 @@ def main() -> None:
             vertices = rig(rig.coeffs(values))[0]
             image = render_still(rig, vertices, views="front,three_quarter", size=args.size)
             save_png(args.out / f"builtin_{name}.png", image)
-    save_png(args.out / "builtin_shapes.png", contact_sheet(rig, SHEET, args.cell, args.columns))
+    save_png(args.out / "builtin_shapes.png", shape_sheet(rig, SHEET, args.cell, args.columns))
 
 
 if __name__ == "__main__":
