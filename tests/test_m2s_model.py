@@ -232,20 +232,33 @@ def test_tiny_model_overfits_one_batch(rig):
 
 
 def test_cmn_target_ignores_level_and_channel():
-    """The default target compares utterance-normalised log-mel: gain/EQ offsets do not count."""
+    """Utterance-normalised targets: the real speech's gain/EQ offsets do not count. ``cmn`` also
+    forgives the prediction's level; ``cmn_target`` (default) does not, so "silence throughout"
+    costs more than the truth."""
     from thunder3d.models.m2s import utterance_normalize
+
+    def model(target):
+        return M2S(M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2, target=target))
 
     torch.manual_seed(0)
     target = torch.randn(2, 8, 80)
     mask = torch.tensor([[True, True], [True, False]])
     offset = torch.randn(2, 1, 80) * 3  # a per-utterance, per-bin level (gain + colouring)
-    cfg = M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2)
-    model = M2S(cfg)
-    assert float(model.mel_loss(target + offset, target, mask)) < 1e-5
-    assert float(M2S(M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2, target="log_mel"))
-                 .mel_loss(target + offset, target, mask)) > 1.0
-    # padding does not enter the mean
+    assert M2SConfig(input="exp2s", in_dim=52).target == "cmn_target"
+    assert float(model("cmn").mel_loss(target + offset, target, mask)) < 1e-5
+    assert float(model("log_mel").mel_loss(target + offset, target, mask)) > 1.0
     normed = utterance_normalize(target, mask)
+    default = model("cmn_target")
+    # the same real speech recorded louder/coloured has the same target
+    assert float(default.mel_loss(normed, target + offset, mask)) < 1e-5
+    # a prediction 3 nats below the utterance everywhere (a still face heard as silence)
+    assert float(default.mel_loss(normed - 3, target, mask)) == pytest.approx(3.0, abs=1e-4)
+    assert float(model("cmn").mel_loss(normed - 3, target, mask)) < 1e-5
+    # padding does not enter the mean
     assert torch.allclose(normed[1, :4].mean(0), torch.zeros(80), atol=1e-5)
+    # audible() puts the training level back for vocoding
+    default.set_mel_stats(torch.zeros(80), torch.ones(80), level=torch.full((80,), -4.0))
+    assert torch.allclose(default.audible(normed), normed - 4.0)
+    assert torch.equal(model("log_mel").audible(normed), normed)
     with pytest.raises(Exception, match="valid"):
         M2SConfig(input="exp2s", in_dim=52, target="mfcc")

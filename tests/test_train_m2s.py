@@ -91,3 +91,32 @@ def test_speak_rejects_bad_animation(run, tmp_path, capsys):
 def test_load_refuses_another_rig(run, ict_file):
     with pytest.raises(CheckpointError, match="trained for rig 'builtin', not 'ict:"):
         load_m2s(run, rig=f"ict:{ict_file}")
+
+
+def test_still_spans_silence_a_resting_face(corpus):
+    """The still-span augmentation puts a neutral face over background audio and SIL phones, and
+    leaves everything outside the span untouched."""
+    import torch
+
+    from thunder3d.constants import SAMPLES_PER_FRAME
+    from thunder3d.data.dataset import collate
+    from thunder3d.train.m2s import M2SData, M2STask
+
+    task = M2STask(M2SData(corpus=str(corpus), still_prob=1.0, still_seconds=(0.4, 0.8)),
+                   dict(dim=16, layers=1, heads=2))
+    batch = collate([task._train[i] for i in range(2)])
+    torch.manual_seed(0)
+    out = task.still_spans(batch)
+    for b in range(2):
+        changed = (out["coeffs"][b] != batch["coeffs"][b]).any(-1).nonzero().flatten()
+        assert len(changed) > 0
+        lo, hi = int(changed.min()), int(changed.max()) + 1
+        assert 10 <= hi - lo <= 20  # 0.4-0.8 s at 25 fps
+        assert torch.all(out["coeffs"][b, lo:hi] == 0) and torch.all(out["phones"][b, lo:hi] == 0)
+        assert torch.equal(out["coeffs"][b, :lo], batch["coeffs"][b, :lo])
+        span = out["audio"][b, lo * SAMPLES_PER_FRAME:hi * SAMPLES_PER_FRAME]
+        loud = batch["audio"][b].reshape(-1, SAMPLES_PER_FRAME).square().mean(-1).max()
+        assert float(span.square().mean()) < 0.05 * float(loud)  # background, not speech
+    assert torch.equal(batch["coeffs"], collate([task._train[i] for i in range(2)])["coeffs"])  # copy
+    off = M2STask(M2SData(corpus=str(corpus), still_prob=0.0), dict(dim=16, layers=1, heads=2))
+    assert torch.equal(off.still_spans(batch)["audio"], batch["audio"])

@@ -8,6 +8,8 @@ Public API (lazy, so ``import thunder3d`` stays cheap):
 - :func:`render_still` / :func:`render_video` — headless OpenGL stills and MP4s with sound
 - :func:`synthesize` — espeak-ng speech with phone timings
 - :func:`load_m2s`, :func:`load_talker`, :func:`generate` — trained models and windowed sampling
+- :class:`Animator` / :class:`Animation` — ``Animator.from_pretrained().animate("speech.wav")``:
+  speech of any length -> animations on any ARKit rig (the product API)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _LAZY = {
     "load_m2s": ("thunder3d.train.m2s", "load_m2s"),
     "load_talker": ("thunder3d.train.talker", "load_talker"),
     "generate": ("thunder3d.inference", "generate"),
+    "Animator": ("thunder3d.inference.animator", "Animator"),
+    "Animation": ("thunder3d.inference.animator", "Animation"),
 }
 
 
@@ -42,8 +46,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ARKIT_NAMES", "AudioError", "CheckpointError", "FPS", "HOP_LENGTH", "MELS_PER_FRAME", "N_MELS",
-    "Rig", "RigError", "SAMPLE_RATE", "SAMPLES_PER_FRAME", "ThunderError", "__version__",
-    "generate", "load_audio", "load_m2s", "load_rig", "load_talker", "log_mel", "render_still",
+    "ARKIT_NAMES", "Animation", "Animator", "AudioError", "CheckpointError", "FPS", "HOP_LENGTH",
+    "MELS_PER_FRAME", "N_MELS", "Rig", "RigError", "SAMPLE_RATE", "SAMPLES_PER_FRAME", "ThunderError",
+    "__version__", "generate", "load_audio", "load_m2s", "load_rig", "load_talker", "log_mel", "render_still",
     "render_video", "synthesize",
 ]

@@ -171,7 +171,8 @@ def cmd_train_m2s(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = M2SData(corpus=str(args.corpus), rig=args.rig, input=args.input,
-                   window_seconds=args.window, phone_weight=args.phone_weight, sc_weight=args.sc_weight)
+                   window_seconds=args.window, phone_weight=args.phone_weight, sc_weight=args.sc_weight,
+                   still_prob=args.still_prob)
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
                  dropout=args.dropout)
     result = train(M2STask(data, model), _train_config(args, "val_mel_l1"))
@@ -204,6 +205,60 @@ def cmd_eval_m2s(args: argparse.Namespace) -> int:
     return 0 if result["criterion_met"] else 1
 
 
+def cmd_eval_talker(args: argparse.Namespace) -> int:
+    import torch
+
+    from thunder3d.data.clip import corpus_clips, load_clip
+    from thunder3d.eval.talker import (add_system, check_clips, evaluate_animations, format_markdown,
+                                       ground_truth_predictions, read_results)
+    from thunder3d.inference.predictors import (Predictions, checkpoint_predictions, folder_predictions,
+                                                rulebased_predictions)
+    from thunder3d.rigs import load_rig
+    from thunder3d.train.m2s import load_m2s
+    from thunder3d.utils.io import atomic_write_text
+
+    torch.manual_seed(args.seed)
+    if args.checkpoint and args.rig:
+        raise ThunderError("--rig does not go with --checkpoint: the checkpoint's rig is used")
+    if args.checkpoint:
+        run = args.checkpoint.resolve()
+        name = run.parent.name if run.name in ("best", "last") else run.name
+    else:
+        name = args.predictions.resolve().name if args.predictions else (
+            "rule-based" if args.rule_based else "ground truth")
+    name = args.name or name
+    systems = read_results(args.output) if args.output else {}
+    ids = corpus_clips(args.corpus, args.split)[: args.clips or None]
+    check_clips(systems, name, ids)
+    clips = [load_clip(args.corpus, cid) for cid in ids]
+    m2s, m2s_rig = load_m2s(args.m2s, device=args.device) if args.m2s else (None, None)
+    if args.checkpoint:
+        preds = checkpoint_predictions(args.checkpoint, clips, args.samples, args.seed, args.steps,
+                                       device=args.device)
+    else:
+        rig = load_rig(args.rig) if args.rig else (m2s_rig or load_rig("builtin"))
+        if args.predictions:
+            preds = folder_predictions(args.predictions, clips, rig)
+        elif args.rule_based:
+            preds = rulebased_predictions(clips, rig)
+        else:
+            preds = Predictions(rig, ground_truth_predictions(clips, rig), "ground truth")
+    result = evaluate_animations(preds.rig, clips, preds.arrays, m2s=m2s, m2s_rig=m2s_rig,
+                                 progress=not args.no_progress)
+    result.update(source=preds.source, corpus=str(args.corpus), split=args.split, seed=args.seed,
+                  steps=args.steps if args.checkpoint else None, m2s=str(args.m2s) if args.m2s else None)
+    systems = add_system(systems, name, result)
+    table = format_markdown(systems)
+    print(table, end="")
+    if args.output:
+        atomic_write_text(args.output, json.dumps({"systems": systems}, indent=2, ensure_ascii=False))
+        print(f"wrote {args.output} ({len(systems)} system(s))")
+    if args.markdown:
+        atomic_write_text(args.markdown, table)
+        print(f"wrote {args.markdown}")
+    return 0
+
+
 def cmd_speak(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -224,7 +279,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
                            f"{rig.spec!r}, got {coeffs.shape}")
     with torch.no_grad():
         x = torch.from_numpy(coeffs).to(args.device)[None]
-        mel = model(rig_features(rig, x, model.cfg.input)).mel[0].cpu()
+        mel = model.audible(model(rig_features(rig, x, model.cfg.input)).mel[0]).cpu()
     wav = vocode(mel, n_iter=args.iterations, seed=args.seed)
     save_audio(args.output, wav)
     print(f"wrote {args.output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
@@ -278,6 +333,134 @@ def cmd_sample(args: argparse.Namespace) -> int:
                  coeff_names=np.asarray(rig.coeff_names), seed=np.int64(args.seed))
     print(f"wrote {args.output}: {coeffs.shape[0]} sample(s) x {coeffs.shape[1]} frames "
           f"({coeffs.shape[1] / FPS:.2f} s) of {coeffs.shape[2]} {rig.name} coefficients")
+    return 0
+
+
+# ----------------------------------------------------------------------------- animate / demo
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+DEMO_TEXT = "Hello! I am a talking head, and I can speak along with any voice."
+DEMO_FORMATS = ("mp4", "glb", "npz")
+
+
+def _audio_jobs(source: Path) -> list[tuple[Path, str | None]]:
+    """``(audio file, result subfolder)`` pairs: a file alone (no subfolder) or every audio file of a
+    folder, each into ``<stem>/`` (``<name>_<ext>/`` when two files share a stem)."""
+    if not source.is_dir():
+        return [(source, None)]
+    files = sorted(f for f in source.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise ThunderError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {source}")
+    stems = [f.stem for f in files]
+    return [(f, f.stem if stems.count(f.stem) == 1 else f.name.replace(".", "_")) for f in files]
+
+
+class _WarningsToStderr:
+    """Library warnings as one ``thunder3d: warning: ...`` line each, for the duration of a command."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_args, **_kw: print(f"thunder3d: warning: {message}",
+                                                                    file=sys.stderr)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._catcher.__exit__(*exc)
+
+
+def _print_written(written: dict[str, list[Path]]) -> None:
+    """One line per format: the file, or the folder and file count of a mesh sequence."""
+    for fmt, paths in written.items():
+        if len(paths) > 4 and len({p.parent for p in paths}) <= 4:
+            folders = ", ".join(str(d) + "/" for d in dict.fromkeys(p.parent for p in paths))
+            print(f"  {fmt:<4} {folders} ({len(paths)} files)")
+        else:
+            for path in paths:
+                print(f"  {fmt:<4} {path}")
+
+
+def _export(animator, animations, out_dir: Path, stem: str, formats, size: int,
+            label: str | None = None) -> dict[str, list[Path]]:
+    """Write the samples of one input with thunder3d.export and print what was written."""
+    import numpy as np
+
+    from thunder3d.export import export_animation
+
+    coeffs = np.stack([a.coeffs for a in animations])  # [N, T, C]
+    first = animations[0]
+    written = export_animation(out_dir, animator.rig, coeffs, names=animator.names, fps=first.fps,
+                               audio=first.audio, formats=formats, stem=stem, size=size)
+    print(f"{label or first.source or stem}: {len(animations)} sample(s) x {first.num_frames} frames "
+          f"({first.duration:.2f} s) on {animator.rig.spec} -> {out_dir}")
+    _print_written(written)
+    return written
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from thunder3d.audio.io import audio_info
+    from thunder3d.errors import AudioError
+    from thunder3d.export import parse_formats
+    from thunder3d.export.common import ensure_folder
+    from thunder3d.export.livelink import check_arkit_names
+    from thunder3d.inference import Animator
+
+    formats = parse_formats(args.format)
+    jobs, skipped = [], []
+    for path, sub in _audio_jobs(args.input):  # every header before any work
+        try:
+            audio_info(path)
+            jobs.append((path, sub))
+        except AudioError as exc:
+            if not args.skip_bad:
+                raise
+            skipped.append(str(exc))
+    out = ensure_folder(args.output)
+    for path, sub in jobs:  # the exported <stem>.wav must not replace the input
+        if (out / (sub or "") / f"{path.stem}.wav").resolve() == path.resolve():
+            raise ThunderError(f"writing into {out} would overwrite the input {path} with its 16 kHz "
+                               "copy; choose another output folder")
+    animator = Animator.from_pretrained(args.model, device=args.device, rig=args.rig)
+    if "csv" in formats:
+        check_arkit_names(animator.rig.coeff_names)
+    with _WarningsToStderr():
+        for path, sub in jobs:
+            try:
+                animations = animator.animate(
+                    path, samples=args.samples, emotion=args.emotion, intensity=args.intensity,
+                    style=args.style, steps=args.steps, guidance=args.guidance,
+                    cond_guidance=args.cond_guidance, seed=args.seed, progress=not args.no_progress)
+            except AudioError as exc:
+                if not args.skip_bad:
+                    raise
+                skipped.append(str(exc))
+                continue
+            _export(animator, animations, out / sub if sub else out, path.stem, formats, args.size)
+    for reason in skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from thunder3d.export.common import ensure_folder
+    from thunder3d.inference import Animator
+
+    out = ensure_folder(args.output)
+    animator = Animator.from_pretrained(args.model, device=args.device)
+    if args.wav is not None:
+        audio, label = args.wav, None
+    else:
+        from thunder3d.audio.tts import synthesize
+
+        text = args.text or DEMO_TEXT
+        audio = synthesize(text, voice=args.voice, seed=args.seed).wav
+        label = f"{text!r} (espeak-ng {args.voice})"
+    with _WarningsToStderr():
+        animations = animator.animate(audio, steps=args.steps, seed=args.seed,
+                                      progress=not args.no_progress)
+        _export(animator, animations, out, "demo", DEMO_FORMATS, args.size, label)
     return 0
 
 
@@ -362,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
     p.add_argument("--phone-weight", type=float, default=0.2, help="phone cross-entropy weight (0 = off)")
     p.add_argument("--sc-weight", type=float, default=0.0, help="spectral convergence weight")
+    p.add_argument("--still-prob", type=float, default=0.5,
+                   help="probability of a still-face span with background audio per window (default 0.5)")
     p.add_argument("--dim", type=int, default=192)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
@@ -419,6 +604,48 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("animate", help="animate speech (a file or a folder of them) and export it "
+                                       "(npz, obj, ply, csv, glb, mp4)")
+    p.add_argument("input", type=Path, help="speech file (any length), or a folder of them: one result "
+                                            "folder per file (OUT/<stem>/)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument("--model", default=None,
+                   help="talker run folder or checkpoint (default: the model shipped with thunder3d)")
+    p.add_argument("--rig", default=None,
+                   help="animate this ARKit rig instead of the model's: builtin | ict:PATH | "
+                        "blendshapes:PATH")
+    p.add_argument("--samples", type=int, default=1, help="number of samples (sample i uses seed + i)")
+    p.add_argument("--emotion", default=None,
+                   help="neutral | happy | sad | surprised | fear | disgusted | angry | contempt")
+    p.add_argument("--intensity", default=None, help="1 | 2 | 3")
+    p.add_argument("--style", default=None, help="a speaking style seen in training")
+    p.add_argument("--format", default="npz", help="comma-separated: npz,obj,ply,csv,glb,mp4 (default npz)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
+    p.add_argument("--guidance", type=float, default=1.0, help="audio guidance scale (default 1)")
+    p.add_argument("--cond-guidance", type=float, default=1.0,
+                   help="emotion/intensity/style guidance scale (default 1; 0 ignores them)")
+    p.add_argument("--size", type=int, default=512, help="MP4 pixels per sample (default 512)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip and list unreadable audio files instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(func=cmd_animate)
+
+    p = sub.add_parser("demo", help="speak a sentence (or --wav) with the shipped model: MP4 with sound, "
+                                    "GLB, npz")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--text", default=None, help=f"sentence to synthesise (default: {DEMO_TEXT!r})")
+    source.add_argument("--wav", type=Path, default=None, help="animate this speech file instead of TTS")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice of the synthesised speech (default en-us)")
+    p.add_argument("-o", "--output", type=Path, default=Path("thunder3d-demo"),
+                   help="output folder (default ./thunder3d-demo)")
+    p.add_argument("--model", default=None, help="talker run folder or checkpoint (default: the shipped model)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
+    p.add_argument("--size", type=int, default=512, help="video pixels (default 512)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
     ev = sub.add_parser("eval", help="evaluate trained models")
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)
     p = ev_sub.add_parser("m2s", help="mel accuracy and the sync-sensitivity curve of an M2S")
@@ -429,6 +656,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="write the result as JSON")
     _common(p)
     p.set_defaults(func=cmd_eval_m2s)
+    p = ev_sub.add_parser("talker", help="lip accuracy, dynamics, diversity and grounded lip-sync checks "
+                          "of a talking-head system on corpus clips")
+    system = p.add_mutually_exclusive_group(required=True)
+    system.add_argument("--checkpoint", type=Path, help="talker run folder or checkpoint: sample it")
+    system.add_argument("--predictions", type=Path,
+                        help="folder of <clip_id>.npz with coeffs [N,T,C]/[T,C] or vertices [N,T,V,3]/[T,V,3]")
+    system.add_argument("--rule-based", action="store_true",
+                        help="baseline: pocketsphinx phone recognition + the corpus articulation model")
+    system.add_argument("--ground-truth", action="store_true", help="score the clips' own motion")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
+    p.add_argument("--samples", type=int, default=5, help="samples per clip (--checkpoint; S-DIV needs 2+)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (--checkpoint)")
+    p.add_argument("--rig", default=None, help="rig of --predictions/--rule-based/--ground-truth "
+                   "(default: the M2S's rig, else builtin)")
+    p.add_argument("--m2s", type=Path, default=None, help="M2S run: add the audio-consistency figure")
+    p.add_argument("--name", default=None, help="system name in the table (default: run/folder name)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="results JSON; systems accumulate under their --name (same clips required)")
+    p.add_argument("--markdown", type=Path, default=None, help="write the table of every system in -o")
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_eval_talker)
 
     p = sub.add_parser("speak", help="hear a face: vocode what a trained M2S hears in an animation")
     p.add_argument("animation", type=Path, help="npz with coeffs [T, C] (a clip or an exported animation)")

@@ -51,9 +51,13 @@ M2S_INPUTS = ("mouth2s", "face2s", "exp2s")
 
 INPUT_REGION: dict[str, str | None] = {"mouth2s": "mouth", "face2s": "face", "exp2s": None}
 
-M2S_TARGETS = ("cmn", "log_mel")
-"""How predicted and real log-mel are compared: ``cmn`` subtracts each utterance's mean per mel bin
-(over its valid frames) from both first; ``log_mel`` compares them as they are."""
+M2S_TARGETS = ("cmn_target", "cmn", "log_mel")
+"""How predicted and real log-mel are compared. ``cmn_target``: the real log-mel minus its
+utterance mean per mel bin (over the valid frames) is the target, and the model predicts it
+directly, so a still face must predict "quieter than this utterance's average" (silence) and is
+heard as not speaking. ``cmn``: the mean is subtracted from both sides, which also forgives a
+prediction's overall level (a still face then costs no more than a flat guess). ``log_mel``: compared
+as they are (recording gain and channel colouring count)."""
 
 IGNORE_INDEX = -100  # phone label of frames without a target (as torch's cross_entropy)
 STD_FLOOR_FRACTION = 0.05  # input std is floored at this fraction of its mean (see set_input_stats)
@@ -119,10 +123,10 @@ class M2SConfig:
         phone_head: add a frame-wise phone classifier.
         num_phones: phone classes ``P``.
         rig: the rig's ``config()`` (``{"spec", "options"}``), so a checkpoint knows its rig.
-        target: :data:`M2S_TARGETS`. ``cmn`` (default) makes the comparison blind to what a face
-            cannot show: recording gain, microphone/room colouring (cepstral-mean-style
-            normalisation of the log-mel over the utterance); what remains is the speech's
-            time course, which is what lip-sync is about.
+        target: :data:`M2S_TARGETS`. ``cmn_target`` (default) and ``cmn`` make the comparison
+            blind to what a face cannot show: recording gain, microphone/room colouring
+            (cepstral-mean-style normalisation of the real log-mel over the utterance); what
+            remains is the speech's time course, which is what lip-sync is about.
     """
 
     input: str
@@ -139,7 +143,7 @@ class M2SConfig:
     phone_head: bool = True
     num_phones: int = NUM_PHONES
     rig: dict | None = field(default=None)
-    target: str = "cmn"
+    target: str = "cmn_target"
 
     def __post_init__(self) -> None:
         check_input(self.input)
@@ -242,7 +246,9 @@ class M2S(nn.Module):
 
     Normalisation statistics are persistent buffers (saved with the weights): ``feat_mean`` /
     ``feat_std`` ``[F]`` for the input (:meth:`set_input_stats`) and ``mel_mean`` / ``mel_std``
-    ``[n_mels]`` for the target (:meth:`set_mel_stats`). Until set they are the identity.
+    ``[n_mels]`` for the target (:meth:`set_mel_stats`). Until set they are the identity. For the
+    utterance-normalised targets ``mel_level`` ``[n_mels]`` is the training speech's mean log-mel,
+    added back by :meth:`audible` to hear a prediction.
 
     Args:
         cfg: :class:`M2SConfig`.
@@ -255,6 +261,7 @@ class M2S(nn.Module):
         self.register_buffer("feat_std", torch.ones(cfg.in_dim))
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
+        self.register_buffer("mel_level", torch.zeros(cfg.n_mels))
         # per-frame encoder; for face2s (F ~ 20k) the first Linear is the bottleneck to dim
         self.encoder = nn.Sequential(
             nn.Linear(cfg.in_dim, cfg.dim),
@@ -278,11 +285,20 @@ class M2S(nn.Module):
         self.feat_mean.copy_(mean)
         self.feat_std.copy_(std.clamp(min=floor))
 
-    def set_mel_stats(self, mean: Tensor | np.ndarray, std: Tensor | np.ndarray) -> None:
-        """Set the log-mel normalisation (``[n_mels]`` each) from training targets."""
+    def set_mel_stats(self, mean: Tensor | np.ndarray, std: Tensor | np.ndarray,
+                      level: Tensor | np.ndarray | None = None) -> None:
+        """Set the normalisation of the predicted targets (``[n_mels]`` each) from training targets,
+        and for utterance-normalised targets the mean log-mel ``level`` that :meth:`audible` adds."""
         mean, std = self._stat(mean, "mel mean"), self._stat(std, "mel std")
         self.mel_mean.copy_(mean)
         self.mel_std.copy_(std.clamp(min=1e-5))
+        if level is not None:
+            self.mel_level.copy_(self._stat(level, "mel level"))
+
+    def audible(self, mel: Tensor) -> Tensor:
+        """A prediction ``[..., 4T, n_mels]`` as absolute log-mel to vocode (adds ``mel_level`` back
+        for utterance-normalised targets; a plain log-mel model's output is returned as it is)."""
+        return mel + self.mel_level if self.cfg.target in ("cmn", "cmn_target") else mel
 
     def _stat(self, value: Tensor | np.ndarray, what: str) -> Tensor:
         value = torch.as_tensor(value, dtype=torch.float32).detach()
@@ -318,10 +334,16 @@ class M2S(nn.Module):
 
     def mel_loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         """L1 between predicted and real log-mel ``[B, 4T, n_mels]`` as this model compares them
-        (``cfg.target``: utterance-mean-normalised for ``cmn``); the M2S and THUNDER loss."""
+        (``cfg.target``, see :data:`M2S_TARGETS`); the M2S and THUNDER loss."""
         if self.cfg.target == "cmn":
-            pred, target = utterance_normalize(pred, mask), utterance_normalize(target, mask)
-        return mel_l1(pred, target, mask)
+            pred = utterance_normalize(pred, mask)
+        return mel_l1(pred, self.target_mel(target, mask), mask)
+
+    def target_mel(self, mel: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Real log-mel ``[B, 4T, n_mels]`` -> what this model predicts (``cfg.target``)."""
+        if self.cfg.target in ("cmn", "cmn_target"):
+            return utterance_normalize(mel, mask)
+        return mel
 
     def check_rig(self, rig: Rig) -> None:
         """Raise :class:`ModelConfigError` if ``rig`` does not give this model's input size."""

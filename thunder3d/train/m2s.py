@@ -14,7 +14,11 @@ Augmentations that make the listener robust (training only):
 - **identity** (rigs with a shape space, e.g. ICT): a random identity per sequence
   (``shape_std`` standard deviations of the identity coefficients);
 - **time masking**: random spans of input frames (``time_mask`` fraction in total) are replaced
-  by the mean face, so the model uses context.
+  by the mean face, so the model uses context;
+- **still spans**: with probability ``still_prob`` a window gets one span (``still_seconds``) in
+  which the face is at rest (neutral) and the speech is replaced by the window's own background
+  (its quietest frame, repeated), phones ``SIL``: a face that does not move makes no speech, which
+  the listener must hear as silence rather than guess a generic spectrum.
 
 Normalisation statistics (input features, log-mel) are measured on training windows before the
 first step and stored in the model's buffers, hence in every checkpoint.
@@ -31,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from thunder3d.audio.features import log_mel
+from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import ClipDataset, collate
 from thunder3d.errors import CheckpointError
 from thunder3d.models.m2s import (
@@ -46,6 +51,7 @@ from thunder3d.rigs import Rig, load_rig
 from thunder3d.rigs.lbs import batch_rodrigues
 from thunder3d.train.checkpoint import load_checkpoint
 from thunder3d.train.corpus import CorpusTask
+from thunder3d.train.loop import TrainError
 
 
 @dataclass
@@ -62,7 +68,16 @@ class M2SData:
     jitter_mm: float = 1.0
     shape_std: float = 1.0
     time_mask: float = 0.1
+    still_prob: float = 0.5
+    still_seconds: tuple[float, float] = (0.4, 2.0)
     stats_windows: int = 64
+
+    def __post_init__(self) -> None:
+        self.still_seconds = tuple(float(v) for v in self.still_seconds)
+        lo, hi = self.still_seconds
+        if not 0.0 <= self.still_prob <= 1.0 or not 0.0 < lo <= hi:
+            raise TrainError(f"still_prob must be in [0, 1] and still_seconds 0 < lo <= hi, got "
+                             f"{self.still_prob}, {self.still_seconds}")
 
 
 def _random_rotation(batch: int, max_deg: float, gen: torch.Generator, device) -> Tensor:
@@ -98,21 +113,25 @@ class M2STask(CorpusTask):
 
     def build_model(self) -> nn.Module:
         model = M2S(self.cfg)
-        feat_mean, feat_std, mel_mean, mel_std = self.statistics()
+        feat_mean, feat_std, mel_mean, mel_std, level = self.statistics()
         model.set_input_stats(feat_mean, feat_std)
-        model.set_mel_stats(mel_mean, mel_std)
+        model.set_mel_stats(mel_mean, mel_std, level)
         return model
 
     @torch.no_grad()
-    def statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Feature and log-mel mean/std over the first ``stats_windows`` training windows."""
+    def statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Over the first ``stats_windows`` training windows: feature mean/std ``[F]``, mean/std of
+        the model's target (``cfg.target``) and the raw log-mel mean (``level``), ``[80]`` each."""
         if self._stats is None:
             n = min(self.data.stats_windows, len(self._train))
             batch = collate([self._train[i] for i in range(n)])
             mask = batch["mask"]
             feats = rig_features(self.rig, batch["coeffs"], self.cfg.input)[mask]  # [N, F]
-            mels = log_mel(batch["audio"])[mask.repeat_interleave(4, dim=1)]  # [4N, 80]
-            self._stats = (feats.mean(0), feats.std(0), mels.mean(0), mels.std(0))
+            raw = log_mel(batch["audio"])  # [B, 4T, 80]
+            mel_mask = mask.repeat_interleave(4, dim=1)
+            target = M2S(self.cfg).target_mel(raw, mask)[mel_mask]  # [4N, 80]
+            self._stats = (feats.mean(0), feats.std(0), target.mean(0), target.std(0),
+                           raw[mel_mask].mean(0))
         return self._stats
 
     # ------------------------------------------------------------------ features
@@ -154,9 +173,31 @@ class M2STask(CorpusTask):
         mean = self._stats[0].to(feats.device) if self._stats is not None else feats.mean((0, 1))
         return torch.where(drop[..., None], mean, feats)
 
+    def still_spans(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The *still spans* augmentation (module docstring) on a copy of ``batch``:
+        coefficients ``[B, T, C]``, audio ``[B, T * 640]`` and phones ``[B, T]``."""
+        if self.data.still_prob <= 0:
+            return dict(batch)
+        coeffs, audio, phones = batch["coeffs"].clone(), batch["audio"].clone(), batch["phones"].clone()
+        lo, hi = (round(v * FPS) for v in self.data.still_seconds)
+        for b in range(coeffs.shape[0]):
+            frames = int(batch["mask"][b].sum())
+            if float(torch.rand(())) >= self.data.still_prob or frames < 2 * max(lo, 1):
+                continue
+            length = int(torch.randint(max(lo, 1), max(lo, min(hi, frames // 2)) + 1, (1,)))
+            start = int(torch.randint(0, frames - length + 1, (1,)))
+            blocks = audio[b, : frames * SAMPLES_PER_FRAME].reshape(frames, SAMPLES_PER_FRAME)
+            quiet = blocks[int(blocks.square().mean(-1).argmin())].clone()  # [640] background
+            coeffs[b, start:start + length] = 0.0
+            audio[b, start * SAMPLES_PER_FRAME:(start + length) * SAMPLES_PER_FRAME] = quiet.repeat(length)
+            phones[b, start:start + length] = 0  # SIL
+        return {**batch, "coeffs": coeffs, "audio": audio, "phones": phones}
+
     # ------------------------------------------------------------------ loss and evaluation
     def loss(self, model: nn.Module, batch: Mapping[str, Any], step: int) -> tuple[Tensor, dict]:
         train = step >= 0 and model.training
+        if train:
+            batch = self.still_spans(batch)
         mask = batch["mask"]
         with torch.no_grad():
             feats = self.features(batch["coeffs"], mask, train)
@@ -222,7 +263,8 @@ def load_m2s(path: str | Path, *, rig: str | Rig | None = None, input: str | Non
     if input is not None and input != cfg.input:
         raise CheckpointError(f"{path}: this M2S was trained with input {cfg.input!r}, not {input!r}")
     model = M2S(cfg)
-    state = ckpt.ema_state_dict if (ema and ckpt.ema_state_dict) else ckpt.state_dict
+    state = dict(ckpt.ema_state_dict if (ema and ckpt.ema_state_dict) else ckpt.state_dict)
+    state.setdefault("mel_level", model.mel_level)  # checkpoints from before the buffer existed
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

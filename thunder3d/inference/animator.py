@@ -1,0 +1,374 @@
+"""The product API: a trained talker that turns speech into :class:`Animation` objects.
+
+::
+
+    animator = Animator.from_pretrained()                 # the model shipped with the package
+    animator = Animator.from_pretrained("runs/talker", rig="ict:ict.npz")
+    [anim] = animator.animate("speech.wav", emotion="happy", intensity=2, seed=3)
+    anim.coeffs            # [T, C] float32 in anim.rig's layout (anim.names), 25 fps
+    for verts in anim.iter_vertices(250):                 # [<=250, V, 3], rig forward in chunks
+        ...
+
+Speech of any length goes through :func:`~thunder3d.inference.sampling.generate` in one call (with
+the checkpoint's training window, overlap a quarter of it), so every seam is an inpainted,
+cross-faded window seam, exactly as within a short clip. Memory grows with the length only through arrays a few kB per frame wide: files are
+decoded block by block (:func:`~thunder3d.audio.io.iter_audio_blocks`), so a long 44.1 kHz stereo
+file is never held whole at its own rate; what stays is the 16 kHz mono speech (2.5 kB per frame)
+and the coefficients (``4 C`` bytes per frame and sample). Features and activations exist for one
+window at a time (attention spans a window, never the whole sequence).
+
+Speech that is digital silence (RMS below :data:`SILENCE_DB`) gives a still face at rest (all
+coefficients exactly 0) and a warning, not whatever the model makes of noise.
+
+A model trained on one ARKit rig can drive another (``rig=``): coefficients are moved across by
+name (:mod:`thunder3d.export.retarget`: ARKit shapes, ICT's ``_L``/``_R`` splits, identical names);
+a rig none of whose coefficients can be driven (FLAME for an ARKit model) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from thunder3d.audio.io import audio_info, iter_audio_blocks, to_mono_16k
+from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from thunder3d.data.dataset import Normalizer
+from thunder3d.data.expression import EMOTIONS, check_emotion, check_intensity
+from thunder3d.errors import CheckpointError, RigError, ThunderError
+from thunder3d.inference.sampling import generate, plan_windows
+from thunder3d.rigs import Rig, load_rig
+from thunder3d.train.talker import TalkerModel, load_talker
+
+BUILTIN_NAMES = ("builtin", "thunder-builtin", "thunder3d-builtin")
+"""Names of the model shipped inside the package (``from_pretrained()`` with no argument)."""
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "assets" / "pretrained" / "thunder-builtin"
+"""Where the shipped model lives: a checkpoint directory (``config.json`` + ``model.safetensors``)."""
+
+SILENCE_DB = -60.0
+"""Speech whose RMS level is below this (dBFS) is silence: a still face at rest."""
+
+_READ_BLOCK_SECONDS = 60.0  # audio files are decoded this much at a time
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class Animation:
+    """One animated sample of a talker.
+
+    Attributes:
+        coeffs: ``[T, C]`` float32 rig coefficients, in the layout of ``names``.
+        names: the ``C`` coefficient names (``rig.coeff_names``).
+        rig: the face rig the coefficients drive.
+        fps: frames per second (25).
+        audio: the speech, ``[N]`` float32 mono at 16 kHz (``T = ceil(N / 640)``), or None.
+        sample: index of this sample among those drawn together.
+        seed: the seed of this sample (``seed + sample`` of the call).
+        emotion, intensity, style: the conditions it was sampled with (None = unconditioned).
+        source: the audio file it was made from, when there was one.
+    """
+
+    coeffs: np.ndarray = field(repr=False)
+    names: tuple[str, ...] = field(repr=False)
+    rig: Rig = field(repr=False)
+    fps: float = FPS
+    audio: np.ndarray | None = field(default=None, repr=False)
+    sample: int = 0
+    seed: int = 0
+    emotion: str | None = None
+    intensity: int | None = None
+    style: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        self.coeffs = np.asarray(self.coeffs, dtype=np.float32)
+        self.names = tuple(self.names)
+        if self.coeffs.ndim != 2 or self.coeffs.shape[1] != len(self.names):
+            raise ThunderError(f"animation coefficients must be [T, {len(self.names)}] (one column per "
+                               f"name), got {self.coeffs.shape}")
+        if self.names != tuple(self.rig.coeff_names):
+            raise RigError(f"animation coefficients are not in rig {self.rig.spec!r}'s layout")
+
+    @property
+    def num_frames(self) -> int:
+        """``T``."""
+        return int(self.coeffs.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds of animation (``T / fps``)."""
+        return self.num_frames / self.fps
+
+    @torch.no_grad()
+    def vertices(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Vertices ``[stop - start, V, 3]`` float32 (rig units) of frames ``[start, stop)``.
+
+        All frames of a long animation need ``T * V * 12`` bytes: prefer :meth:`iter_vertices`.
+        """
+        device = self.rig.neutral.device
+        x = torch.from_numpy(self.coeffs[start:stop]).to(device)
+        return self.rig(x).cpu().numpy()
+
+    def iter_vertices(self, chunk: int = 250) -> Iterator[np.ndarray]:
+        """Vertices ``[<= chunk, V, 3]`` of consecutive frames, ``chunk`` frames at a time."""
+        if chunk < 1:
+            raise ThunderError(f"chunk must be >= 1 frame, got {chunk}")
+        for start in range(0, self.num_frames, chunk):
+            yield self.vertices(start, start + chunk)
+
+
+# --------------------------------------------------------------------------- audio
+def _read_audio(source: Any) -> tuple[np.ndarray, str | None]:
+    """``(wav [N] float32 at 16 kHz, file path or None)`` from a path, a 16 kHz array or an
+    ``(array, rate)`` pair; files are decoded block by block. Raises AudioError as load_audio."""
+    if isinstance(source, (str, os.PathLike)):
+        info = audio_info(source)
+        total = math.ceil(info.frames * SAMPLE_RATE / info.sample_rate)
+        wav = np.empty(total, dtype=np.float32)
+        filled = 0
+        for block in iter_audio_blocks(info.path, _READ_BLOCK_SECONDS):
+            n = min(block.size, total - filled)
+            wav[filled: filled + n] = block[:n]
+            filled += n
+        return wav[:filled], info.path
+    if isinstance(source, tuple) and len(source) == 2:
+        data, rate = source
+        return to_mono_16k(np.asarray(data), rate), None
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    data = np.asarray(source)
+    if data.ndim != 1:
+        raise ThunderError(f"audio must be a file path, 16 kHz mono samples [N] or an (array, rate) "
+                           f"pair, got an array of shape {data.shape}")
+    return to_mono_16k(data, SAMPLE_RATE), None
+
+
+def _level_db(wav: np.ndarray, chunk: int = 1 << 20) -> float:
+    """RMS level of ``wav [N]`` in dBFS (-inf for digital silence), summed ``chunk`` samples at a
+    time so a long file needs no float64 copy of itself."""
+    total = sum(float(np.dot(part, part)) for part in
+                (wav[i: i + chunk].astype(np.float64) for i in range(0, wav.size, chunk)))
+    rms = math.sqrt(total / max(wav.size, 1))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+# --------------------------------------------------------------------------- the animator
+class _Counted:
+    """The model as :func:`generate` sees it, ticking ``tick`` after every network evaluation
+    (``steps`` per window for diffusion, one for the regressor): the progress bar's unit."""
+
+    def __init__(self, model: TalkerModel, tick) -> None:
+        self._model, self._tick = model, tick
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def predict(self, *args, **kwargs) -> torch.Tensor:
+        out = self._model.predict(*args, **kwargs)
+        self._tick()
+        return out
+
+
+class Animator:
+    """A trained talker, ready to animate speech on a rig.
+
+    Build it with :meth:`from_pretrained`. Attributes: ``model``
+    (:class:`~thunder3d.train.talker.TalkerModel`), ``rig`` (the rig animations are made for),
+    ``trained_rig`` (the checkpoint's rig), ``normalizer``, ``config`` (the checkpoint's
+    ``config.json``), ``path``, ``device``, ``window`` (seconds per sampling window: the training
+    window).
+    """
+
+    def __init__(self, model: TalkerModel, trained_rig: Rig, normalizer: Normalizer,
+                 config: dict[str, Any], *, rig: str | Rig | dict | None = None,
+                 device: str | torch.device = "cpu", path: str | Path | None = None) -> None:
+        self.model = model
+        self.trained_rig = trained_rig
+        self.normalizer = normalizer
+        self.config = config
+        self.device = torch.device(device)
+        self.path = None if path is None else Path(path)
+        self.window = float((config.get("data") or {}).get("window_seconds") or 4.0)
+        same = rig is None or rig == trained_rig.spec or rig == trained_rig.config()
+        target = trained_rig if same else load_rig(rig).to(self.device)
+        self.rig: Rig = target
+        self._retarget: np.ndarray | None = None  # [C_trained, C] when the layouts differ
+        if tuple(target.coeff_names) != tuple(trained_rig.coeff_names):
+            self._retarget = _retarget_matrix(trained_rig, target)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, *,
+                        device: str | torch.device = "cpu", rig: str | Rig | dict | None = None,
+                        ema: bool = True) -> Animator:
+        """Load a talker.
+
+        Args:
+            path_or_name: None or one of :data:`BUILTIN_NAMES` for the model shipped with the
+                package; else a talker run folder (``best/`` then ``last/``) or checkpoint directory.
+            device: torch device.
+            rig: animate this rig (spec, config or :class:`~thunder3d.rigs.Rig`) instead of the
+                checkpoint's; an ARKit rig for an ARKit model (coefficients retargeted by name).
+            ema: use the EMA weights when the checkpoint has them.
+        Raises:
+            CheckpointError: no such model, the shipped model is not installed, or not a talker.
+            RigError: ``rig`` cannot be driven by the checkpoint's coefficients.
+        """
+        path = _resolve_model(path_or_name)
+        model, trained_rig, normalizer, config = load_talker(path, device, ema=ema)
+        return cls(model, trained_rig, normalizer, config, rig=rig, device=device, path=path)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Coefficient names of the animations (the target rig's layout)."""
+        return tuple(self.rig.coeff_names)
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return EMOTIONS
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """Speaking styles the model was trained with (``style=`` values)."""
+        return tuple(self.model.styles)
+
+    @property
+    def deterministic(self) -> bool:
+        """True for the regressor baseline: every seed gives the same animation."""
+        return self.model.deterministic
+
+    def __repr__(self) -> str:
+        kind = "regressor" if self.deterministic else "diffusion"
+        return (f"Animator({self.path}, {kind}, rig={self.rig.spec!r}, trained on "
+                f"{self.trained_rig.spec!r}, device={self.device})")
+
+    # ------------------------------------------------------------------ animation
+    def animate(self, audio: Any, samples: int = 1, *, emotion: str | None = None,
+                intensity: int | str | None = None, style: str | None = None, steps: int = 10,
+                guidance: float = 1.0, cond_guidance: float = 1.0, seed: int = 0,
+                progress: bool = False) -> list[Animation]:
+        """Animate speech of any length.
+
+        Args:
+            audio: an audio file (anything :func:`~thunder3d.audio.io.load_audio` reads), 16 kHz
+                mono samples ``[N]``, or an ``(array, sample_rate)`` pair.
+            samples: how many animations to draw (sample ``i`` is seeded with ``seed + i``).
+            emotion: one of :data:`~thunder3d.data.expression.EMOTIONS` (or a common alias) or None.
+            intensity: 1, 2, 3 or None.
+            style: one of :attr:`styles` or None.
+            steps: DDIM steps (ignored by the regressor).
+            guidance: classifier-free guidance scale of the audio (1 = plain conditional).
+            cond_guidance: guidance scale of emotion, intensity and style (0 ignores them).
+            seed: base seed.
+            progress: show a tqdm progress bar (one tick per network evaluation).
+        Returns:
+            ``samples`` :class:`Animation` objects sharing one ``audio`` array, each ``[T, C]`` with
+            ``T = ceil(N / 640)``.
+        Raises:
+            AudioError: anything load_audio refuses (missing, empty, corrupt, NaN/inf, < 40 ms).
+            ThunderError: bad options (the valid values listed), or a model that produced NaN.
+        """
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise ThunderError(f"samples must be an integer >= 1, got {samples!r}")
+        emotion = None if emotion is None else check_emotion(emotion)
+        intensity = None if intensity is None else check_intensity(intensity)
+        if style is not None and style not in self.styles:
+            valid = ", ".join(self.styles) if self.styles else "none (trained without styles)"
+            raise ThunderError(f"unknown style {style!r}; valid: {valid}")
+        T_train = self.model.schedule.num_train_timesteps if self.model.schedule is not None else None
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1 or (
+                T_train is not None and steps > T_train):
+            raise ThunderError(f"steps must be an integer in 1..{T_train or 'inf'}, got {steps!r}")
+        for name, value in (("guidance", guidance), ("cond_guidance", cond_guidance)):
+            if not math.isfinite(float(value)):
+                raise ThunderError(f"{name} must be a finite number, got {value!r}")
+
+        wav, source = _read_audio(audio)
+        frames = math.ceil(wav.size / SAMPLES_PER_FRAME)
+        name = source or "audio"
+        if _level_db(wav) < SILENCE_DB:
+            warnings.warn(f"{name}: the speech is silent (RMS below {SILENCE_DB:g} dBFS); "
+                          "the face stays at rest", stacklevel=2)
+            coeffs = np.zeros((samples, frames, self.rig.num_coeffs), np.float32)
+        else:
+            coeffs = self._sample(wav, frames, samples, emotion=emotion, intensity=intensity,
+                                  style=style, steps=int(steps), audio_scale=float(guidance),
+                                  cond_scale=float(cond_guidance), seed=int(seed),
+                                  progress=progress, name=name)
+        return [Animation(coeffs=coeffs[i], names=self.names, rig=self.rig, audio=wav, sample=i,
+                          seed=int(seed) + i, emotion=emotion, intensity=intensity, style=style,
+                          source=source)
+                for i in range(samples)]
+
+    def _sample(self, wav: np.ndarray, frames: int, samples: int, *, progress: bool, name: str,
+                **options: Any) -> np.ndarray:
+        """``[N, T, C]`` coefficients in the target rig's layout (generate + retarget)."""
+        overlap = self.window / 4
+        plan = plan_windows(frames, round(self.window * FPS), round(overlap * FPS),
+                            inpaint=not self.deterministic)
+        per_window = 1 if self.deterministic else options["steps"]
+        from tqdm import tqdm
+
+        with tqdm(total=len(plan) * per_window, desc=f"animating {Path(name).name}", unit="step",
+                  disable=not progress, leave=False) as bar:
+            model = _Counted(self.model, bar.update) if progress else self.model
+            coeffs = generate(model, wav, normalizer=self.normalizer, samples=samples,
+                              window=self.window, overlap=overlap, device=self.device,
+                              **options)  # [N, T, C] in the trained rig's layout
+        if not np.isfinite(coeffs).all():
+            raise ThunderError(f"{name}: the model produced non-finite coefficients (NaN/inf); "
+                               f"the checkpoint {self.path} may be corrupt or diverged")
+        if self._retarget is not None:
+            coeffs = coeffs @ self._retarget  # [N, T, C_trained] @ [C_trained, C]
+        return np.ascontiguousarray(coeffs, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- helpers
+def _resolve_model(path_or_name: str | os.PathLike | None) -> Path:
+    """The checkpoint path for a model name or path (module docstring of :class:`Animator`)."""
+    if path_or_name is None or (isinstance(path_or_name, str)
+                                and path_or_name.strip().lower() in BUILTIN_NAMES):
+        if not (PRETRAINED_DIR / "config.json").is_file():
+            raise CheckpointError(f"the built-in model is not installed (expected a checkpoint at "
+                                  f"{PRETRAINED_DIR}); pass a trained talker run instead "
+                                  f"(--model PATH, Animator.from_pretrained(PATH))")
+        return PRETRAINED_DIR
+    path = Path(path_or_name)
+    if not path.exists():
+        raise CheckpointError(f"no model {str(path_or_name)!r}: not a path to a talker run or "
+                              f"checkpoint, nor a built-in name ({', '.join(BUILTIN_NAMES)})")
+    return path
+
+
+def _retarget_matrix(source: Rig, target: Rig) -> np.ndarray:
+    """``[C_source, C_target]``: ``target_coeffs = source_coeffs @ M`` (by name, see
+    :mod:`thunder3d.export.retarget`); RigError when no name of ``target`` can be driven, a warning
+    naming those that cannot."""
+    from thunder3d.export.common import ExportError
+    from thunder3d.export.retarget import retarget_matrix
+
+    try:
+        matrix = retarget_matrix(source.coeff_names, target.coeff_names)
+    except ExportError:
+        raise RigError(f"rig {target.spec!r} is incompatible with the checkpoint: none of its "
+                       f"{target.num_coeffs} coefficients ({', '.join(target.coeff_names[:3])}, ...) "
+                       f"matches the {source.spec!r} coefficients the model makes "
+                       f"({', '.join(source.coeff_names[:3])}, ...); use an ARKit rig (builtin, "
+                       f"ict:PATH, blendshapes:PATH) for an ARKit model") from None
+    unfed = [name for name, column in zip(target.coeff_names, matrix.T) if not column.any()]
+    if unfed:
+        warnings.warn(f"rig {target.spec!r}: {len(unfed)} of its coefficients match no coefficient of "
+                      f"the checkpoint and stay at 0: {', '.join(unfed[:8])}"
+                      f"{' ...' if len(unfed) > 8 else ''}", stacklevel=4)
+    return matrix
+
+
+__all__ = ["BUILTIN_NAMES", "PRETRAINED_DIR", "SILENCE_DB", "Animation", "Animator"]

@@ -1,0 +1,181 @@
+"""Systems to evaluate: where the animations of corpus clips come from.
+
+Each function returns :class:`Predictions`: the rig the animations drive and a mapping from clip
+id to ``[N, T, C]`` coefficients or ``[N, T, V, 3]`` vertices, the input of
+:func:`thunder3d.eval.talker.evaluate_animations`. The mapping is lazy: a clip's animations are
+generated, loaded or articulated when it is read, so memory holds one clip at a time (vertex
+predictions of a long test split would not fit otherwise).
+
+- :func:`checkpoint_predictions` samples a trained talker (diffusion or deterministic) with
+  :func:`~thunder3d.inference.sampling.generate`;
+- :func:`folder_predictions` reads ``<clip_id>.npz`` files written by any system;
+- :func:`rulebased_predictions` is the production-aligner-like baseline: pocketsphinx phone
+  recognition of the clip's audio, without its text, driving the corpus articulation model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thunder3d.audio.align import recognize_phones
+from thunder3d.constants import SAMPLES_PER_FRAME
+from thunder3d.data.articulation import articulate
+from thunder3d.data.clip import Clip
+from thunder3d.data.dataset import select_coeffs
+from thunder3d.errors import ThunderError
+from thunder3d.eval.talker import EvalError, as_samples
+from thunder3d.inference.sampling import generate
+from thunder3d.rigs import Rig
+from thunder3d.rigs.arkit import ARKIT_NAMES
+from thunder3d.train.talker import load_talker
+
+
+class LazyPredictions(Mapping[str, np.ndarray]):
+    """A read-only mapping ``clip id -> animations`` that calls ``make(clip)`` on every access."""
+
+    def __init__(self, clips: Sequence[Clip], make: Callable[[Clip], np.ndarray]) -> None:
+        self._clips = {c.id: c for c in clips}
+        self._make = make
+
+    def __getitem__(self, clip_id: str) -> np.ndarray:
+        return self._make(self._clips[clip_id])
+
+    def __contains__(self, clip_id: object) -> bool:  # without making anything
+        return clip_id in self._clips
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._clips)
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+
+@dataclass
+class Predictions:
+    """One system's animations of a list of clips.
+
+    Attributes:
+        rig: the rig the animations belong to.
+        arrays: clip id -> ``[N, T, C]`` coefficients or ``[N, T, V, 3]`` vertices (lazy).
+        source: what made them (a checkpoint path, a folder, ``rule-based``), for the report.
+    """
+
+    rig: Rig
+    arrays: Mapping[str, np.ndarray]
+    source: str
+
+
+def _frame_audio(clip: Clip) -> np.ndarray:
+    """The clip's audio cut or zero-padded to exactly ``T * 640`` samples (so ``T`` frames come out)."""
+    n = clip.num_frames * SAMPLES_PER_FRAME
+    wav = np.zeros(n, dtype=np.float32)
+    wav[: min(n, clip.audio.size)] = clip.audio[:n]
+    return wav
+
+
+def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], samples: int = 5, seed: int = 0,
+                           steps: int = 10, *, device: str = "cpu", conditioned: bool = True,
+                           **options) -> Predictions:
+    """Sample a trained talker for every clip.
+
+    Args:
+        run: talker run folder or checkpoint (:func:`~thunder3d.train.talker.load_talker`).
+        clips: the clips; their audio is cut/padded to ``T * 640`` samples so the animations have
+            the clips' frame counts.
+        samples: ``N`` per clip (a deterministic model is run once and its prediction repeated,
+            so its S-DIV is 0).
+        seed, steps: sample ``i`` of every clip is seeded with ``seed + i``; DDIM steps.
+        conditioned: pass each clip's emotion and intensity, and its style when the model knows
+            it (held-out speakers get none); False samples every clip unconditioned.
+        options: further :func:`~thunder3d.inference.sampling.generate` options (``audio_scale``,
+            ``cond_scale``, ``window``, ``overlap``, ...).
+    """
+    if samples < 1:
+        raise EvalError(f"samples must be >= 1, got {samples}")
+    model, rig, _, _ = load_talker(run, device)
+    styles = tuple(getattr(model, "styles", ()) or ())
+
+    def make(clip: Clip) -> np.ndarray:
+        labels = {}
+        if conditioned:
+            labels = {"emotion": clip.emotion, "intensity": clip.intensity or None,
+                      "style": clip.style if clip.style in styles else None}
+        n = 1 if model.deterministic else samples
+        out = generate(model, _frame_audio(clip), samples=n, seed=seed, steps=steps, device=device,
+                       **labels, **options)  # [n, T, C]
+        return np.repeat(out, samples // n, axis=0)
+
+    return Predictions(rig, LazyPredictions(clips, make), str(run))
+
+
+def folder_predictions(folder: str | os.PathLike, clips: Sequence[Clip], rig: Rig) -> Predictions:
+    """Animations from ``<folder>/<clip_id>.npz`` files (e.g. ``thunder3d sample`` outputs or another
+    system's exports).
+
+    Each npz holds ``coeffs`` (``[T, C]`` or ``[N, T, C]`` in ``rig``'s layout; with a
+    ``coeff_names`` array the columns are matched by name) or ``vertices`` (``[T, V, 3]`` or
+    ``[N, T, V, 3]`` in rig units, the rig's topology); ``coeffs`` wins when both are present.
+    Every file must exist (checked at once, naming the missing ones); shapes and lengths are
+    checked when a clip is read, naming the file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvalError(f"predictions folder not found: {folder}")
+    missing = [c.id for c in clips if not (folder / f"{c.id}.npz").is_file()]
+    if missing:
+        raise EvalError(f"{folder}: no <clip_id>.npz for {len(missing)} of {len(clips)} clips: "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+    def make(clip: Clip) -> np.ndarray:
+        path = folder / f"{clip.id}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: np.asarray(data[k]) for k in ("coeffs", "vertices", "coeff_names") if k in data}
+        except (OSError, ValueError) as exc:
+            raise EvalError(f"{path}: cannot read npz ({exc})") from None
+        if "coeffs" in arrays:
+            x = arrays["coeffs"]
+            if "coeff_names" in arrays:
+                names = [str(n) for n in arrays["coeff_names"].reshape(-1)]
+                if x.ndim == 0 or len(names) != x.shape[-1]:
+                    raise EvalError(f"{path}: {len(names)} coeff_names for coeffs of shape {x.shape}")
+                order = select_coeffs(np.arange(len(names))[None], names, rig.coeff_names, str(path))[0]
+                x = x[..., order]  # columns in the rig's layout
+        elif "vertices" in arrays:
+            x = arrays["vertices"]
+        else:
+            raise EvalError(f"{path}: holds neither 'coeffs' nor 'vertices'")
+        return as_samples(x, rig, clip.num_frames, str(path))[1]
+
+    return Predictions(rig, LazyPredictions(clips, make), str(folder))
+
+
+def rulebased_predictions(clips: Sequence[Clip], rig: Rig) -> Predictions:
+    """The rule-based baseline: phones recognised from each clip's audio (pocketsphinx, no text)
+    through the corpus articulation model (:func:`~thunder3d.data.articulation.articulate`, the
+    neutral speaker), one deterministic sample ``[1, T, C]`` of speech motion only (no blinks or
+    expression). Needs an ARKit-named rig (builtin, ICT, ARKit blendshapes)."""
+    try:
+        select_coeffs(np.zeros((1, len(ARKIT_NAMES)), np.float32), ARKIT_NAMES, rig.coeff_names, "rule-based")
+    except ThunderError:
+        raise EvalError(f"the rule-based baseline drives ARKit coefficients; rig {rig.spec!r} "
+                        f"({rig.num_coeffs} coefficients, e.g. {list(rig.coeff_names[:3])}) has other "
+                        "names") from None
+
+    def make(clip: Clip) -> np.ndarray:
+        phones = recognize_phones(clip.audio)
+        coeffs = articulate(phones, clip.num_frames)  # [T, 52] ARKit order
+        return select_coeffs(coeffs, ARKIT_NAMES, rig.coeff_names, clip.id)[None]
+
+    return Predictions(rig, LazyPredictions(clips, make), "rule-based")
+
+
+__all__ = [
+    "LazyPredictions", "Predictions", "checkpoint_predictions", "folder_predictions",
+    "rulebased_predictions",
+]
