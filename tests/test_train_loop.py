@@ -270,6 +270,21 @@ def test_time_budget_stops_and_saves(tmp_path):
     assert again.step == 4 and again.stopped == "completed"
 
 
+def test_stop_at_trains_in_chunks_like_one_run(tmp_path):
+    """``stop_at`` stops (evaluated, saved) mid-schedule; resuming to the end gives the weights of
+    one uninterrupted run."""
+    whole = train(Regression(), cfg(tmp_path / "whole", steps=12))
+    first = train(Regression(), cfg(tmp_path / "chunks", steps=12, stop_at=5))
+    assert first.stopped == "stop_at" and first.step == 5 and first.best is not None
+    assert load_checkpoint(tmp_path / "chunks" / "last").step == 5
+    again = train(Regression(), cfg(tmp_path / "chunks", steps=12, stop_at=5, resume=True))
+    assert again.step == 5  # already there: nothing to do
+    rest = train(Regression(), cfg(tmp_path / "chunks", steps=12, resume=True))
+    assert rest.step == 12 and rest.stopped == "completed"
+    for k, v in weights(whole.model).items():
+        torch.testing.assert_close(weights(rest.model)[k], v, rtol=0, atol=1e-6)
+
+
 def test_ctrl_c_saves_last_and_reraises(tmp_path):
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):

@@ -41,6 +41,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this many minutes")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop cleanly at this step; the schedule still spans --steps (continue with --resume)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--resume", action="store_true", help="continue OUT/last")
@@ -158,7 +160,8 @@ def _train_config(args: argparse.Namespace, best_metric: str):
         out=str(args.out), steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
         lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema, eval_every=args.eval_every,
         save_every=args.save_every, seed=args.seed, device=args.device, resume=args.resume,
-        best_metric=best_metric, max_minutes=args.max_minutes, num_workers=args.workers,
+        best_metric=best_metric, max_minutes=args.max_minutes, stop_at=args.stop_at,
+        num_workers=args.workers,
         progress=not args.no_progress)
 
 

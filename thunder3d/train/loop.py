@@ -120,6 +120,9 @@ class TrainConfig:
         resume: continue ``out/last`` (starts fresh when there is none).
         best_metric, best_mode: the evaluation metric that picks ``best/`` and ``min``/``max``.
         max_minutes: wall-clock budget of this process (0 = none); stops cleanly and saves.
+        stop_at: stop cleanly (evaluate, save) once this step is reached (0 = run to ``steps``).
+            The learning-rate schedule still spans ``steps``, so a long run can be trained in
+            chunks: ``--resume`` with a later ``stop_at`` continues it exactly.
         progress: tqdm progress bar on the master process (else a log line every ``log_every``).
     """
 
@@ -147,6 +150,7 @@ class TrainConfig:
     best_metric: str = "val_loss"
     best_mode: str = "min"
     max_minutes: float = 0.0
+    stop_at: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -158,7 +162,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every", "save_every", "eval_batch_size", "num_workers"):
+        for name in ("warmup_steps", "eval_every", "save_every", "eval_batch_size", "num_workers", "stop_at"):
             if int(getattr(self, name)) < 0:
                 raise TrainError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "max_minutes"):
@@ -602,7 +606,7 @@ class TrainResult:
     step: int
     best_metric: float | None
     best_step: int | None
-    stopped: str  # "completed" or "time_budget"
+    stopped: str  # "completed", "time_budget" or "stop_at"
     out: Path
     last: Path
     best: Path | None
@@ -787,7 +791,7 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     try:
         with _StopRequest() as stop_request:
-            while step < cfg.steps:
+            while step < cfg.steps and not (cfg.stop_at and step >= cfg.stop_at):
                 lr = optimizer.param_groups[0]["lr"]
                 for micro in range(cfg.grad_accum):
                     batch = to_device(next(batches), device)
@@ -821,7 +825,10 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 stop = time_up or interrupted
                 if time_up and not interrupted:
                     stopped = "time_budget"
-                final = step == cfg.steps or (stop and not interrupted)
+                reached = bool(cfg.stop_at) and step == cfg.stop_at and step < cfg.steps
+                if reached and not stop:
+                    stopped = "stop_at"
+                final = step == cfg.steps or reached or (stop and not interrupted)
 
                 if step % cfg.log_every == 0 or final or stop:
                     values = _mean_over_ranks(logged.pop())
