@@ -78,3 +78,18 @@ def test_from_audio_on_real_human_speech(tmp_path):
     assert {"M", "N"} <= set(labels)  # "man", "not", "an"
     jaw = clip.coeffs[:, clip.coeff_names.index("jawOpen")]
     assert np.isfinite(clip.coeffs).all() and jaw.max() > 0.2
+
+
+def test_sphinx_transcription_file_is_read(tmp_path):
+    """A folder in the Sphinx test-data layout (one ``transcription`` file) is force-aligned."""
+    from thunder3d.data.real import read_sphinx_transcription, read_transcript
+
+    (tmp_path / "transcription").write_text(
+        "<s> bob made a map </s> (utt_1)\n<s> </s> (empty)\nnot a transcription line\n"
+        "<s> ann has a hat </s> (utt_2)\n")
+    assert read_sphinx_transcription(tmp_path / "transcription") == {
+        "utt_1": "bob made a map", "utt_2": "ann has a hat"}
+    assert read_transcript(tmp_path / "utt_2.wav") == "ann has a hat"
+    assert read_transcript(tmp_path / "empty.wav") is None
+    (tmp_path / "utt_2.txt").write_text("a sidecar wins")
+    assert read_transcript(tmp_path / "utt_2.wav") == "a sidecar wins"

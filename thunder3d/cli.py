@@ -196,7 +196,7 @@ def cmd_eval_m2s(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     model, rig = load_m2s(args.checkpoint, device=args.device)
-    ids = corpus_clips(args.corpus, args.split)[: args.clips or None]
+    ids = corpus_clips(args.corpus, None if args.split == "all" else args.split)[: args.clips or None]
     clips = [load_clip(args.corpus, cid) for cid in ids]
     result = evaluate_m2s(model, rig, clips, device=args.device)
     result.update(checkpoint=str(args.checkpoint), corpus=str(args.corpus), split=args.split,
@@ -231,7 +231,7 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
             "rule-based" if args.rule_based else "ground truth")
     name = args.name or name
     systems = read_results(args.output) if args.output else {}
-    ids = corpus_clips(args.corpus, args.split)[: args.clips or None]
+    ids = corpus_clips(args.corpus, None if args.split == "all" else args.split)[: args.clips or None]
     check_clips(systems, name, ids)
     clips = [load_clip(args.corpus, cid) for cid in ids]
     m2s, m2s_rig = load_m2s(args.m2s, device=args.device) if args.m2s else (None, None)
@@ -669,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="baseline: pocketsphinx phone recognition + the corpus articulation model")
     system.add_argument("--ground-truth", action="store_true", help="score the clips' own motion")
     p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="train | val | test | all (default test)")
     p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
     p.add_argument("--samples", type=int, default=5, help="samples per clip (--checkpoint; S-DIV needs 2+)")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (--checkpoint)")

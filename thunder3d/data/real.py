@@ -2,7 +2,8 @@
 
 ``thunder3d data from-audio DIR --out CORPUS`` runs :func:`from_audio`. Each recording is aligned
 with pocketsphinx (forced alignment when a transcript ``<name>.txt`` or ``<name>.lab`` sits beside
-``<name>.wav``, phone recognition otherwise), then driven through the same articulation model as
+``<name>.wav``, or the folder has a Sphinx-style ``transcription`` / ``*.transcription`` file with
+lines ``<s> words </s> (name)``; phone recognition otherwise), then driven through the same articulation model as
 the synthetic corpus, with neutral non-speech motion (blinks, slight drift). The result is a clip
 of the corpus format whose lip motion follows the real speech's phone timings.
 """
@@ -10,6 +11,7 @@ of the corpus format whose lip motion follows the real speech's phone timings.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +31,34 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_EXTENSIONS = (".txt", ".lab")
 
 
+_SPHINX_LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
+
+
+def read_sphinx_transcription(path: Path) -> dict[str, str]:
+    """A Sphinx ``transcription`` file (lines ``<s> words </s> (utterance_id)``) -> {id: words}."""
+    texts = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _SPHINX_LINE.match(line.strip())
+        if match:
+            words = [w for w in match["text"].split() if w.lower() not in ("<s>", "</s>", "<sil>")]
+            if words:
+                texts[match["id"]] = " ".join(words)
+    return texts
+
+
 def read_transcript(wav: Path) -> str | None:
-    """The transcript beside a recording (``<stem>.txt`` or ``<stem>.lab``), or None."""
+    """The transcript of a recording: ``<stem>.txt`` or ``<stem>.lab`` beside it, else its line in
+    a Sphinx ``transcription`` / ``*.transcription`` file of the same folder; or None."""
     for ext in TRANSCRIPT_EXTENSIONS:
         path = wav.with_suffix(ext)
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace").strip()
             return text or None
+    for path in sorted(wav.parent.glob("*transcription")):
+        if path.is_file():
+            text = read_sphinx_transcription(path).get(wav.stem)
+            if text:
+                return text
     return None
 
 
