@@ -244,7 +244,7 @@ def test_cmn_target_ignores_level_and_channel():
     target = torch.randn(2, 8, 80)
     mask = torch.tensor([[True, True], [True, False]])
     offset = torch.randn(2, 1, 80) * 3  # a per-utterance, per-bin level (gain + colouring)
-    assert M2SConfig(input="exp2s", in_dim=52).target == "cmn_target"
+    assert M2SConfig(input="exp2s", in_dim=52).target == "peak"
     assert float(model("cmn").mel_loss(target + offset, target, mask)) < 1e-5
     assert float(model("log_mel").mel_loss(target + offset, target, mask)) > 1.0
     normed = utterance_normalize(target, mask)
@@ -256,6 +256,21 @@ def test_cmn_target_ignores_level_and_channel():
     assert float(model("cmn").mel_loss(normed - 3, target, mask)) < 1e-5
     # padding does not enter the mean
     assert torch.allclose(normed[1, :4].mean(0), torch.zeros(80), atol=1e-5)
+    # ``peak``: the level is the mean of the loudest 10% of frames, per bin; pauses stay below it
+    from thunder3d.models.m2s import peak_normalize
+
+    mel = torch.zeros(1, 20, 80)
+    mel[0, :2] = 5.0  # two loud frames (10%), the rest silence at 0
+    mel[0, 2:4, 0] = 7.0  # louder only in bin 0 (mean over bins decides loudness: 7/80 < 5)
+    peak = model("peak")
+    out = peak_normalize(mel)
+    assert torch.allclose(out[0, :2], torch.zeros(2, 80)) and torch.allclose(out[0, 4:], torch.full((16, 80), -5.0))
+    assert float(peak.mel_loss(out, mel + offset[:1])) < 1e-5  # gain/colouring do not count
+    # a flat prediction ("no speech", or the speech's level everywhere) is not forgiven
+    assert float(peak.mel_loss(torch.zeros_like(mel), mel)) > 3.0
+    # padding: frames masked out never count as loud
+    padded = torch.cat([mel, torch.full((1, 4, 80), 100.0)], 1)
+    assert torch.allclose(peak_normalize(padded, torch.tensor([[True] * 5 + [False]]))[0, :20], out[0], atol=1e-5)
     # audible() puts the training level back for vocoding
     default.set_mel_stats(torch.zeros(80), torch.ones(80), level=torch.full((80,), -4.0))
     assert torch.allclose(default.audible(normed), normed - 4.0)

@@ -51,13 +51,21 @@ M2S_INPUTS = ("mouth2s", "face2s", "exp2s")
 
 INPUT_REGION: dict[str, str | None] = {"mouth2s": "mouth", "face2s": "face", "exp2s": None}
 
-M2S_TARGETS = ("cmn_target", "cmn", "log_mel")
-"""How predicted and real log-mel are compared. ``cmn_target``: the real log-mel minus its
-utterance mean per mel bin (over the valid frames) is the target, and the model predicts it
-directly, so a still face must predict "quieter than this utterance's average" (silence) and is
-heard as not speaking. ``cmn``: the mean is subtracted from both sides, which also forgives a
-prediction's overall level (a still face then costs no more than a flat guess). ``log_mel``: compared
-as they are (recording gain and channel colouring count)."""
+M2S_TARGETS = ("peak", "cmn_target", "cmn", "log_mel")
+"""What the model predicts from the real log-mel and how the two are compared.
+
+- ``peak`` (default): the real log-mel minus its mean per mel bin over the utterance's loudest
+  :data:`PEAK_FRACTION` of (valid) frames: blind to recording gain and channel colouring, while
+  pauses stay *below* the speech, so a face that does not move must predict silence.
+- ``cmn_target``: minus the mean over all frames. Every target then has zero mean over the
+  utterance, so the model learns zero-mean outputs and a still face predicts the average
+  spectrum, which costs little (measured: neutral face 1.25 x the true animation's loss).
+- ``cmn``: the mean is subtracted from the prediction too (forgives its level as well).
+- ``log_mel``: compared as they are (gain, colouring and background level all count).
+"""
+
+PEAK_FRACTION = 0.1
+"""Share of an utterance's frames (the loudest, by mean log-mel) that define its ``peak`` level."""
 
 IGNORE_INDEX = -100  # phone label of frames without a target (as torch's cross_entropy)
 STD_FLOOR_FRACTION = 0.05  # input std is floored at this fraction of its mean (see set_input_stats)
@@ -123,10 +131,10 @@ class M2SConfig:
         phone_head: add a frame-wise phone classifier.
         num_phones: phone classes ``P``.
         rig: the rig's ``config()`` (``{"spec", "options"}``), so a checkpoint knows its rig.
-        target: :data:`M2S_TARGETS`. ``cmn_target`` (default) and ``cmn`` make the comparison
-            blind to what a face cannot show: recording gain, microphone/room colouring
-            (cepstral-mean-style normalisation of the real log-mel over the utterance); what
-            remains is the speech's time course, which is what lip-sync is about.
+        target: :data:`M2S_TARGETS`. ``peak`` (default), ``cmn_target`` and ``cmn`` make the
+            comparison blind to what a face cannot show: recording gain, microphone/room colouring
+            (a per-utterance, per-bin level is subtracted from the real log-mel); what remains is
+            the speech's time course, which is what lip-sync is about.
     """
 
     input: str
@@ -143,7 +151,7 @@ class M2SConfig:
     phone_head: bool = True
     num_phones: int = NUM_PHONES
     rig: dict | None = field(default=None)
-    target: str = "cmn_target"
+    target: str = "peak"
 
     def __post_init__(self) -> None:
         check_input(self.input)
@@ -298,7 +306,7 @@ class M2S(nn.Module):
     def audible(self, mel: Tensor) -> Tensor:
         """A prediction ``[..., 4T, n_mels]`` as absolute log-mel to vocode (adds ``mel_level`` back
         for utterance-normalised targets; a plain log-mel model's output is returned as it is)."""
-        return mel + self.mel_level if self.cfg.target in ("cmn", "cmn_target") else mel
+        return mel if self.cfg.target == "log_mel" else mel + self.mel_level
 
     def _stat(self, value: Tensor | np.ndarray, what: str) -> Tensor:
         value = torch.as_tensor(value, dtype=torch.float32).detach()
@@ -341,6 +349,8 @@ class M2S(nn.Module):
 
     def target_mel(self, mel: Tensor, mask: Tensor | None = None) -> Tensor:
         """Real log-mel ``[B, 4T, n_mels]`` -> what this model predicts (``cfg.target``)."""
+        if self.cfg.target == "peak":
+            return peak_normalize(mel, mask)
         if self.cfg.target in ("cmn", "cmn_target"):
             return utterance_normalize(mel, mask)
         return mel
@@ -406,6 +416,25 @@ def utterance_normalize(mel: Tensor, mask: Tensor | None = None) -> Tensor:
     w = expand_mask(mask, mel.shape[1] // mask.shape[1])[..., None].to(mel.dtype)  # [B, M, 1]
     mean = (mel * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
     return mel - mean
+
+
+def peak_normalize(mel: Tensor, mask: Tensor | None = None, fraction: float = PEAK_FRACTION) -> Tensor:
+    """``mel [B, M, n_mels]`` minus, per sequence and bin, its mean over the loudest ``fraction``
+    of its valid mel frames (loudness = mean over bins; at least one frame).
+
+    ``mask`` is the ``[B, T]`` frame mask (expanded to mel frames) or None for all valid.
+    """
+    B, M, _ = mel.shape
+    valid = (expand_mask(mask, M // mask.shape[1]) if mask is not None
+             else torch.ones(B, M, dtype=torch.bool, device=mel.device))
+    loudness = mel.mean(-1).masked_fill(~valid, float("-inf"))  # [B, M]
+    count = (valid.sum(1).float() * fraction).ceil().clamp(min=1).long()  # [B]
+    order = loudness.argsort(dim=1, descending=True)  # [B, M]
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(M, device=mel.device).expand(B, M))
+    top = ((ranks < count[:, None]) & valid)[..., None].to(mel.dtype)  # [B, M, 1]
+    level = (mel * top).sum(1, keepdim=True) / top.sum(1, keepdim=True).clamp(min=1.0)
+    return mel - level
 
 
 def mel_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
