@@ -112,6 +112,7 @@ def test_still_spans_silence_a_resting_face(corpus):
         assert len(changed) > 0
         lo, hi = int(changed.min()), int(changed.max()) + 1
         assert 10 <= hi - lo <= 20  # 0.4-0.8 s at 25 fps
+        assert hi - lo <= int(batch["mask"][b].sum()) - 12  # at least 0.5 s left as it was
         assert torch.all(out["coeffs"][b, lo:hi] == 0) and torch.all(out["phones"][b, lo:hi] == 0)
         assert torch.equal(out["coeffs"][b, :lo], batch["coeffs"][b, :lo])
         span = out["audio"][b, lo * SAMPLES_PER_FRAME:hi * SAMPLES_PER_FRAME]

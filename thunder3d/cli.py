@@ -44,15 +44,25 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at", type=int, default=0,
                    help="stop cleanly at this step; the schedule still spans --steps (continue with --resume)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--resume", action="store_true", help="continue OUT/last")
     p.add_argument("--no-progress", action="store_true")
     _common(p)
 
 
+def _float_pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LO,HI, got {text!r}") from None
+    return lo, hi
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0 = torch's choice, one per core; on a busy machine 1 "
+                        "is often much faster)")
 
 
 # ----------------------------------------------------------------------------- rig
@@ -166,16 +176,12 @@ def _train_config(args: argparse.Namespace, best_metric: str):
 
 
 def cmd_train_m2s(args: argparse.Namespace) -> int:
-    import torch
-
     from thunder3d.train.loop import train
     from thunder3d.train.m2s import M2SData, M2STask
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data = M2SData(corpus=str(args.corpus), rig=args.rig, input=args.input,
                    window_seconds=args.window, phone_weight=args.phone_weight, sc_weight=args.sc_weight,
-                   still_prob=args.still_prob)
+                   still_prob=args.still_prob, still_seconds=args.still_seconds)
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
                  dropout=args.dropout)
     result = train(M2STask(data, model), _train_config(args, "val_mel_l1"))
@@ -290,13 +296,9 @@ def cmd_speak(args: argparse.Namespace) -> int:
 
 
 def cmd_train_talker(args: argparse.Namespace) -> int:
-    import torch
-
     from thunder3d.train.loop import train
     from thunder3d.train.talker import TalkerData, TalkerTask
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
     if args.audio_path:
         audio["path"] = str(args.audio_path)
@@ -548,8 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
     p.add_argument("--phone-weight", type=float, default=0.2, help="phone cross-entropy weight (0 = off)")
     p.add_argument("--sc-weight", type=float, default=0.0, help="spectral convergence weight")
-    p.add_argument("--still-prob", type=float, default=0.5,
-                   help="probability of a still-face span with background audio per window (default 0.5)")
+    p.add_argument("--still-prob", type=float, default=0.7,
+                   help="probability of a still-face span with background audio per window (default 0.7)")
+    p.add_argument("--still-seconds", type=_float_pair, default=(0.4, 3.5), metavar="LO,HI",
+                   help="length range of a still span in seconds (default 0.4,3.5)")
     p.add_argument("--dim", type=int, default=192)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
@@ -698,6 +702,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "threads", 0):
+            if args.threads < 0:
+                raise ThunderError(f"--threads must be >= 0, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except ThunderError as exc:
         print(f"thunder3d: error: {exc}", file=sys.stderr)

@@ -15,9 +15,10 @@ Augmentations that make the listener robust (training only):
   (``shape_std`` standard deviations of the identity coefficients);
 - **time masking**: random spans of input frames (``time_mask`` fraction in total) are replaced
   by the mean face, so the model uses context;
-- **still spans**: with probability ``still_prob`` a window gets one span (``still_seconds``) in
-  which the face is at rest (neutral) and the speech is replaced by the window's own background
-  (its quietest frame, repeated), phones ``SIL``: a face that does not move makes no speech, which
+- **still spans**: with probability ``still_prob`` a window gets one span (``still_seconds``, at
+  least :data:`STILL_KEEP_SECONDS` of the window left as it was) in which the face is at rest
+  (neutral) and the speech is replaced by the window's own background (its quietest frame,
+  repeated), phones ``SIL``: a face that does not move makes no speech, which
   the listener must hear as silence rather than guess a generic spectrum.
 
 Normalisation statistics (input features, log-mel) are measured on training windows before the
@@ -68,8 +69,8 @@ class M2SData:
     jitter_mm: float = 1.0
     shape_std: float = 1.0
     time_mask: float = 0.1
-    still_prob: float = 0.5
-    still_seconds: tuple[float, float] = (0.4, 2.0)
+    still_prob: float = 0.7
+    still_seconds: tuple[float, float] = (0.4, 3.5)
     stats_windows: int = 64
 
     def __post_init__(self) -> None:
@@ -78,6 +79,11 @@ class M2SData:
         if not 0.0 <= self.still_prob <= 1.0 or not 0.0 < lo <= hi:
             raise TrainError(f"still_prob must be in [0, 1] and still_seconds 0 < lo <= hi, got "
                              f"{self.still_prob}, {self.still_seconds}")
+
+
+STILL_KEEP_SECONDS = 0.5
+"""A still span leaves at least this much of the window as it was: a window that is all background
+would be normalised to its own background level and teach that stillness sounds like speech."""
 
 
 def _random_rotation(batch: int, max_deg: float, gen: torch.Generator, device) -> Tensor:
@@ -179,12 +185,14 @@ class M2STask(CorpusTask):
         if self.data.still_prob <= 0:
             return dict(batch)
         coeffs, audio, phones = batch["coeffs"].clone(), batch["audio"].clone(), batch["phones"].clone()
-        lo, hi = (round(v * FPS) for v in self.data.still_seconds)
+        lo, hi = (max(round(v * FPS), 1) for v in self.data.still_seconds)
+        keep = round(STILL_KEEP_SECONDS * FPS)
         for b in range(coeffs.shape[0]):
             frames = int(batch["mask"][b].sum())
-            if float(torch.rand(())) >= self.data.still_prob or frames < 2 * max(lo, 1):
+            longest = min(hi, frames - keep)
+            if float(torch.rand(())) >= self.data.still_prob or longest < lo:
                 continue
-            length = int(torch.randint(max(lo, 1), max(lo, min(hi, frames // 2)) + 1, (1,)))
+            length = int(torch.randint(lo, longest + 1, (1,)))
             start = int(torch.randint(0, frames - length + 1, (1,)))
             blocks = audio[b, : frames * SAMPLES_PER_FRAME].reshape(frames, SAMPLES_PER_FRAME)
             quiet = blocks[int(blocks.square().mean(-1).argmin())].clone()  # [640] background

@@ -1,0 +1,115 @@
+"""Smoke tests of the benchmark scripts (benchmarks/speed.py, animate.py, ablation.py) at tiny sizes:
+each runs end to end through its ``main()`` and writes the tables and JSON it promises."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import needs_gl
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY_TALKER = ("--dim 32 --layers 1 --heads 2 --window 2 --batch-size 2 --eval-windows 2 --eval-steps 2 "
+               "--audio-dim 16 --warmup 1")
+TINY_M2S = "--dim 32 --layers 1 --heads 2 --window 2 --batch-size 2 --eval-every 2 --warmup 1"
+NUMBER = r"[-+]?\d+\.\d+"
+
+
+@pytest.fixture
+def bench(one_thread, monkeypatch):
+    """Import a benchmark script as a module (they import their siblings by name)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    before = set(sys.modules)
+
+    def load(name: str):
+        return importlib.import_module(name)
+
+    yield load
+    for name in set(sys.modules) - before:  # common, train, m2s, speed, ...: not other tests' business
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(BENCHMARKS)):
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from thunder3d.data.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("bench_corpus") / "corpus"
+    synthesize_corpus(root, hours=0.02, seed=2, workers=1, progress=False, max_clips=8)
+    return root
+
+
+@pytest.mark.slow
+@needs_gl
+def test_speed_writes_every_section(bench, tmp_path, capsys):
+    speed = bench("speed")
+    md, js = tmp_path / "speed.md", tmp_path / "speed.json"
+    assert speed.main(["--threads", "1", "--dim", "32", "--layers", "1", "--audio-dim", "16", "--m2s-dim", "32",
+                       "--m2s-layers", "1", "--lengths", "1", "5", "--steps", "1", "2", "--repeats", "1",
+                       "--batch", "2", "--clips", "6", "--m2s-batch", "2", "--m2s-frames", "10",
+                       "--memory-seconds", "2", "--memory-steps", "1", "--memory-probes", "inference",
+                       "--render-sizes", "32", "--render-frames", "4", "--json", str(js),
+                       "--markdown", str(md)]) == 0
+    result = json.loads(js.read_text())
+    assert {r["steps"] for r in result["inference"] if r["model"] == "diffusion"} == {1, 2}
+    assert all(r["rtf"] > 0 for r in result["inference"])
+    assert len(result["training"]) == 4 and len(result["m2s"]) == 3
+    assert 50 < result["memory"]["inference"]["peak_rss_mb"] < 4000
+    assert result["render"][0]["fps"] > 0 and len(result["machine"]["loadavg_end"]) == 3
+    text = md.read_text()
+    for heading in ("Inference: real-time factor", "Training step", "M2S cost", "Peak memory", "Render"):
+        assert f"## {heading}" in text
+    assert re.search(rf"\| 2 \| {NUMBER} \| {NUMBER} \|", text)  # the steps x lengths grid
+    assert "load average" in text
+
+
+@pytest.mark.slow
+@needs_gl
+def test_animate_reports_targets(bench, tmp_path, capsys):
+    animate = bench("animate")
+    js = tmp_path / "animate.json"
+    assert animate.main(["--threads", "1", "--dim", "32", "--layers", "1", "--seconds", "2", "--steps", "2",
+                         "--size", "32", "--long-minutes", "0.1", "--repeats", "1", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "model: " in out and re.search(r"animate 2 s.*(pass|FAIL)", out)
+    result = json.loads(js.read_text())
+    assert [r["result"] in ("pass", "FAIL") for r in result["rows"]] == [True] * 3
+    assert result["long"]["frames"] == 150  # 0.1 min at 25 fps
+    assert result["video"]["streams"][0]["width"] == 32
+
+
+@pytest.mark.slow
+def test_ablation_end_to_end_and_resumes(bench, corpus, tmp_path, capsys):
+    ablation = bench("ablation")
+    work, md = tmp_path / "work", tmp_path / "ablation.md"
+    args = ["--corpus", str(corpus), "--work", str(work), "--seeds", "0", "--steps", "2",
+            "--systems", "diffusion", "diffusion+mouth2s", "--m2s-steps", "2", "--m2s-args", TINY_M2S,
+            "--talker-args", TINY_TALKER, "--samples", "2", "--eval-steps", "2", "--real", "none",
+            "--in-process", "--markdown", str(md)]
+    # a budget of 1 step of the 2-step schedule, then the rest: the run continues, is re-evaluated
+    assert ablation.main([*args, "--stop-at", "1"]) == 0
+    assert json.loads((work / "diffusion_s0" / "last" / "config.json").read_text())["step"] == 1
+    assert ablation.main(args) == 0
+    out = capsys.readouterr().out
+    assert "--resume" in out and "m2s_mouth2s is at step 2 (>= 2): nothing to train" in out
+    for run in ("diffusion_s0", "diffusion_mouth2s_s0"):
+        assert json.loads((work / run / "last" / "config.json").read_text())["step"] == 2
+    text = md.read_text()
+    for name in ("diffusion", "diffusion+mouth2s"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "0" and all(re.fullmatch(NUMBER, c) for c in cells[2:5]), row  # LVE, L-PCC, L-CCC
+        assert cells[-1] == "1"  # one test clip
+    assert "**Claim check (computed, seeds 0):**" in text
+    assert "thunder3d train talker" in text and "--lambda-m2s 0.1" in text
+    result = json.loads(md.with_suffix(".json").read_text())
+    assert result["synthetic"]["diffusion+mouth2s"]["0"]["lve"] > 0 and result["real"] is None
+    keys = json.loads((work / "eval" / "synth_test" / "diffusion_s0.key.json").read_text())
+    assert keys["step"] == 2
+    # a third call finds everything done: nothing is run again
+    assert ablation.main(args) == 0
+    assert "0 of them ran in this call" in md.read_text()
