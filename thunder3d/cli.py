@@ -299,7 +299,8 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
     from thunder3d.train.loop import train
     from thunder3d.train.talker import TalkerData, TalkerTask
 
-    audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
+    audio = ({"kind": args.audio, "out_dim": args.audio_dim, "cmn": args.audio_cmn} if args.audio == "mel"
+             else {"kind": args.audio})
     if args.audio_path:
         audio["path"] = str(args.audio_path)
     data = TalkerData(
@@ -575,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", default="mel", help="audio encoder: mel | wav2vec2 | hubert | phonetic")
     p.add_argument("--audio-path", type=Path, help="local model folder for wav2vec2/hubert")
     p.add_argument("--audio-dim", type=int, default=128, help="features per frame of the mel encoder")
+    p.add_argument("--audio-cmn", action="store_true",
+                   help="mel encoder: subtract each window's mean log-mel per bin (blind to microphone/room colour)")
     p.add_argument("--w-coeff", type=float, default=1.0)
     p.add_argument("--coeff-loss", default="l2", help="l2 | l1")
     p.add_argument("--w-vertex", type=float, default=0.1, help="vertex loss weight (mm^2)")
