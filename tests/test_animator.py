@@ -8,10 +8,12 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 import thunder3d
 from thunder3d.audio.io import load_audio, save_audio
 from thunder3d.audio.tts import synthesize
+from thunder3d.cli import main
 from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError, CheckpointError, RigError, ThunderError
 from thunder3d.inference import animator as animator_module
@@ -194,3 +196,22 @@ def test_long_audio_animates_with_bounded_memory(run, tmp_path):
     got_frames, peak_mb = map(int, out.stdout.split())
     assert got_frames == frames
     assert peak_mb < 1500, f"peak RSS {peak_mb} MB"
+
+
+def test_packed_checkpoint_animates_like_its_run(run, tmp_path, capsys):
+    """``thunder3d pack`` keeps the weights for use (EMA) and drops the training state; the packed
+    model samples exactly what the run's last checkpoint samples."""
+    from thunder3d.train.checkpoint import load_checkpoint
+
+    packed = tmp_path / "packed"
+    assert main(["pack", str(run), "-o", str(packed)]) == 0
+    assert sorted(p.name for p in packed.iterdir()) == ["config.json", "model.safetensors"]
+    ckpt, source = load_checkpoint(packed), load_checkpoint(run / "last")
+    assert ckpt.training_state is None and ckpt.config["packed_from"]["step"] == source.step
+    for k, v in source.weights().items():
+        assert torch.equal(ckpt.state_dict[k], v)
+    wav = synthesize("Bob made a map.", voice="en-us").wav
+    a = Animator.from_pretrained(packed).animate(wav, seed=1, steps=2)[0].coeffs
+    b = Animator.from_pretrained(run / "last").animate(wav, seed=1, steps=2)[0].coeffs
+    np.testing.assert_array_equal(a, b)
+    assert main(["pack", str(tmp_path / "nope"), "-o", str(tmp_path / "x")]) == 2

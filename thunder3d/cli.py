@@ -268,6 +268,18 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from thunder3d.train.checkpoint import pack_checkpoint
+
+    src = args.checkpoint
+    if (src / "last" / "config.json").is_file() and not (src / "config.json").is_file():
+        src = src / "last"
+    out = pack_checkpoint(src, args.output, ema=False if args.no_ema else None)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"wrote {out} ({size:.1f} MB)")
+    return 0
+
+
 def cmd_speak(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -698,6 +710,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=Path("speech.wav"))
     _common(p)
     p.set_defaults(func=cmd_speak)
+
+    p = sub.add_parser("pack", help="inference-only copy of a checkpoint (weights for use + config, no "
+                                    "training state), e.g. to ship a model")
+    p.add_argument("checkpoint", type=Path, help="run folder (its last/) or checkpoint directory")
+    p.add_argument("-o", "--output", type=Path, required=True, help="new checkpoint directory")
+    p.add_argument("--no-ema", action="store_true", help="pack the raw weights, not the EMA ones")
+    p.set_defaults(func=cmd_pack)
     return parser
 
 

@@ -177,6 +177,20 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
     return target
 
 
+def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
+                    note: Mapping[str, Any] | None = None) -> Path:
+    """An inference-only copy of a checkpoint: ``dst/config.json`` + ``dst/model.safetensors``
+    holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
+    no training state. The config records where it came from (``packed_from``: source, step,
+    weights) plus ``note``. Written atomically. Returns ``dst``."""
+    ckpt = load_checkpoint(src)
+    config = dict(ckpt.config)
+    use_ema = ckpt.ema_state_dict is not None if ema is None else ema
+    config["packed_from"] = {"source": str(Path(src)), "step": ckpt.step,
+                             "weights": "ema" if use_ema else "model", **dict(note or {})}
+    return save_checkpoint(dst, model=ckpt.weights(use_ema), config=config)
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` onto ``target``; an existing ``target`` goes aside first, then is removed."""
     aside = None
