@@ -277,3 +277,39 @@ def test_cmn_target_ignores_level_and_channel():
     assert torch.equal(model("log_mel").audible(normed), normed)
     with pytest.raises(Exception, match="valid"):
         M2SConfig(input="exp2s", in_dim=52, target="mfcc")
+
+
+def test_multiscale_mel_l1_by_hand():
+    """Scale 1 is the plain L1; a coarse scale compares window means; padded frames never count;
+    old configs keep the plain L1."""
+    from thunder3d.models.m2s import mel_l1, multiscale_mel_l1
+
+    pred = torch.zeros(1, 8, 80)
+    target = torch.zeros(1, 8, 80)
+    target[0, :4] = 2.0  # 4 loud mel frames, then 4 silent ones
+    shifted = torch.roll(target, 1, dims=1)
+    assert float(multiscale_mel_l1(shifted, target, scales=(1,))) == pytest.approx(float(mel_l1(shifted, target)))
+    # scale 1: 2 of 8 frames wrong by 2 -> 0.5
+    assert float(multiscale_mel_l1(shifted, target, scales=(1,))) == pytest.approx(0.5)
+    # scale 4, stride 2, windows [0:4] [2:6] [4:8]: means target 2, 1, 0; shifted 1.5, 1.5, 0.5
+    assert float(multiscale_mel_l1(shifted, target, scales=(4,))) == pytest.approx(0.5)
+    # scale 2, stride 1, 7 windows: target 2 2 2 1 0 0 0; shifted 1 2 2 2 1 0 0 -> errors 1 0 0 1 1 0 0
+    assert float(multiscale_mel_l1(shifted, target, scales=(2,))) == pytest.approx(3 / 7)
+    assert float(multiscale_mel_l1(shifted, target, scales=(1, 2))) == pytest.approx((0.5 + 3 / 7) / 2)
+    # a flat prediction is not forgiven at any scale
+    assert float(multiscale_mel_l1(pred, target, scales=(8,))) == pytest.approx(1.0)
+    # padding: 2 valid animation frames (8 mel frames) of 3; garbage in the padded frames is ignored
+    padded_t = torch.cat([target, torch.full((1, 4, 80), 50.0)], 1)
+    padded_p = torch.cat([shifted, torch.full((1, 4, 80), -50.0)], 1)
+    mask = torch.tensor([[True, True, False]])
+    clean_t = torch.cat([target, torch.zeros(1, 4, 80)], 1)
+    clean_p = torch.cat([shifted, torch.zeros(1, 4, 80)], 1)
+    assert float(multiscale_mel_l1(padded_p, padded_t, mask, (1, 4))) == pytest.approx(
+        float(multiscale_mel_l1(clean_p, clean_t, mask, (1, 4))), abs=1e-5)
+    cfg = M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2)
+    assert cfg.loss_scales == (1, 8, 32)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "loss_scales"}
+    assert M2SConfig.from_dict(old).loss_scales == (1,)
+    assert M2SConfig.from_dict(cfg.to_dict()).loss_scales == (1, 8, 32)
+    with pytest.raises(Exception, match="loss_scales"):
+        M2SConfig(input="exp2s", in_dim=52, loss_scales=(0,))

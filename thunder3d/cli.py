@@ -57,6 +57,13 @@ def _float_pair(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -183,7 +190,7 @@ def cmd_train_m2s(args: argparse.Namespace) -> int:
                    window_seconds=args.window, phone_weight=args.phone_weight, sc_weight=args.sc_weight,
                    still_prob=args.still_prob, still_seconds=args.still_seconds)
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
-                 dropout=args.dropout)
+                 dropout=args.dropout, loss_scales=args.loss_scales)
     result = train(M2STask(data, model), _train_config(args, "val_mel_l1"))
     if result.best_metric is None:  # not rank 0 under torchrun
         return 0
@@ -563,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
     p.add_argument("--phone-weight", type=float, default=0.2, help="phone cross-entropy weight (0 = off)")
     p.add_argument("--sc-weight", type=float, default=0.0, help="spectral convergence weight")
+    p.add_argument("--loss-scales", type=_int_list, default=(1, 8, 32), metavar="K,K,...",
+                   help="mel-frame widths of the multi-resolution mel L1 (default 1,8,32; 1 = plain L1)")
     p.add_argument("--still-prob", type=float, default=0.7,
                    help="probability of a still-face span with background audio per window (default 0.7)")
     p.add_argument("--still-seconds", type=_float_pair, default=(0.4, 3.5), metavar="LO,HI",

@@ -64,6 +64,12 @@ M2S_TARGETS = ("peak", "cmn_target", "cmn", "log_mel")
 - ``log_mel``: compared as they are (gain, colouring and background level all count).
 """
 
+LOSS_SCALES = (1, 8, 32)
+"""Default widths (mel frames) of the multi-resolution mel L1: 10 ms detail, 80 ms (phones) and
+320 ms (syllables). The coarse scales carry the speech's rhythm, which a face fully determines,
+while the finest carries detail a face cannot know (pitch harmonics, noise); checkpoints saved
+before this option compared at ``(1,)`` and keep doing so."""
+
 PEAK_FRACTION = 0.1
 """Share of an utterance's frames (the loudest, by mean log-mel) that define its ``peak`` level."""
 
@@ -131,6 +137,8 @@ class M2SConfig:
         phone_head: add a frame-wise phone classifier.
         num_phones: phone classes ``P``.
         rig: the rig's ``config()`` (``{"spec", "options"}``), so a checkpoint knows its rig.
+        loss_scales: widths in mel frames (10 ms each) at which :meth:`M2S.mel_loss` compares
+            prediction and target, averaged (:func:`multiscale_mel_l1`); ``(1,)`` is a plain L1.
         target: :data:`M2S_TARGETS`. ``peak`` (default), ``cmn_target`` and ``cmn`` make the
             comparison blind to what a face cannot show: recording gain, microphone/room colouring
             (a per-utterance, per-bin level is subtracted from the real log-mel); what remains is
@@ -152,9 +160,15 @@ class M2SConfig:
     num_phones: int = NUM_PHONES
     rig: dict | None = field(default=None)
     target: str = "peak"
+    loss_scales: tuple[int, ...] = LOSS_SCALES
 
     def __post_init__(self) -> None:
         check_input(self.input)
+        self.loss_scales = tuple(self.loss_scales)
+        if not self.loss_scales or any(not isinstance(k, int) or isinstance(k, bool) or k < 1
+                                       for k in self.loss_scales):
+            raise ModelConfigError(f"M2S loss_scales must be positive integers (mel frames), "
+                                   f"got {self.loss_scales!r}")
         if self.target not in M2S_TARGETS:
             raise ModelConfigError(f"unknown M2S target {self.target!r}; valid: {list(M2S_TARGETS)}")
         for name in ("in_dim", "n_mels", "mels_per_frame", "num_phones"):
@@ -192,6 +206,7 @@ class M2SConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "M2SConfig":
         """Rebuild from :meth:`to_dict`; unknown or missing keys raise :class:`ModelConfigError`."""
+        data = {"loss_scales": (1,), **data}  # saved before the option existed: plain L1
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -345,7 +360,7 @@ class M2S(nn.Module):
         (``cfg.target``, see :data:`M2S_TARGETS`); the M2S and THUNDER loss."""
         if self.cfg.target == "cmn":
             pred = utterance_normalize(pred, mask)
-        return mel_l1(pred, self.target_mel(target, mask), mask)
+        return multiscale_mel_l1(pred, self.target_mel(target, mask), mask, self.cfg.loss_scales)
 
     def target_mel(self, mel: Tensor, mask: Tensor | None = None) -> Tensor:
         """Real log-mel ``[B, 4T, n_mels]`` -> what this model predicts (``cfg.target``)."""
@@ -451,6 +466,39 @@ def mel_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     if w is None:
         return err.mean()
     return (err * w).sum() / (w.sum() * pred.shape[-1]).clamp(min=1.0)
+
+
+def multiscale_mel_l1(pred: Tensor, target: Tensor, mask: Tensor | None = None,
+                      scales: tuple[int, ...] = LOSS_SCALES) -> Tensor:
+    """Mean over ``scales`` of the L1 between ``pred`` and ``target`` ``[B, M, n_mels]`` averaged
+    over windows of ``k`` mel frames (stride ``k // 2``, padded frames left out of each average;
+    a window counts when at least half of it is valid; ``k`` is capped at the sequence length).
+    ``k = 1`` is :func:`mel_l1`.
+
+    Args:
+        mask: ``[B, T]`` frame mask (expanded to mel frames) or None.
+    Returns:
+        scalar.
+    """
+    w = _mel_weights(pred, target, mask)
+    if w is None:
+        w = pred.new_ones(pred.shape[0], pred.shape[1], 1)
+    total = pred.new_zeros(())
+    for k in scales:
+        k = min(k, pred.shape[1])  # a sequence shorter than the window: one window over all of it
+        if k == 1:
+            total = total + mel_l1(pred, target, mask)
+            continue
+
+        def pool(x: Tensor) -> Tensor:  # [B, M, F] -> [B, M', F]
+            return F.avg_pool1d(x.transpose(1, 2), k, stride=max(1, k // 2), ceil_mode=True).transpose(1, 2)
+
+        share = pool(w)  # [B, M', 1] valid fraction of each window
+        denom = share.clamp(min=1e-6)
+        err = (pool(pred * w) / denom - pool(target * w) / denom).abs()
+        keep = (share >= 0.5).to(pred.dtype)
+        total = total + (err * keep).sum() / (keep.sum() * pred.shape[-1]).clamp(min=1.0)
+    return total / len(scales)
 
 
 def spectral_convergence(pred: Tensor, target: Tensor, mask: Tensor | None = None,
