@@ -132,3 +132,26 @@ def test_animate_mp4_has_the_speech(run, speech_dir, tmp_path):
     assert main(["animate", str(wav), "-o", str(out), "--model", str(run), "--steps", "2",
                  "--samples", "2", "--format", "mp4", "--size", "64", "--no-progress"]) == 0
     _check_video(out / "ann.mp4", frames_of(wav) / 25)
+
+
+@pytest.mark.slow
+@needs_gl
+def test_demo_with_the_shipped_model(tmp_path, capsys):
+    """The acceptance run: ``thunder3d demo`` with nothing but the package (small video size)."""
+    from thunder3d.eval.metrics import aperture_indices, aperture_of, rig_vertices
+    from thunder3d.inference.animator import PRETRAINED_DIR
+    from thunder3d.rigs import load_rig
+
+    assert (PRETRAINED_DIR / "model.safetensors").is_file(), "the shipped model is missing"
+    assert sum(f.stat().st_size for f in PRETRAINED_DIR.iterdir()) <= 30e6
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--size", "128", "--no-progress", "--threads", "1"]) == 0
+    with np.load(out / "demo.npz") as data:
+        coeffs = data["coeffs"][0]
+    _check_video(out / "demo.mp4", len(coeffs) / 25)
+    rig = load_rig("builtin")
+    import torch
+
+    aperture = aperture_of(rig_vertices(rig, torch.from_numpy(coeffs), aperture_indices(rig))) * rig.mm_per_unit
+    # a trained model talks: the lips open wide for the sentence's vowels and meet again
+    assert float(aperture.max()) > 8.0 and float(aperture.min()) < 1.5
