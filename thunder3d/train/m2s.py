@@ -127,7 +127,8 @@ class M2STask(CorpusTask):
     @torch.no_grad()
     def statistics(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Over the first ``stats_windows`` training windows: feature mean/std ``[F]``, mean/std of
-        the model's target (``cfg.target``) and the raw log-mel mean (``level``), ``[80]`` each."""
+        the model's target (``cfg.target``) and the mean level its normalisation removed (``level``,
+        added back to hear a prediction), ``[80]`` each."""
         if self._stats is None:
             n = min(self.data.stats_windows, len(self._train))
             batch = collate([self._train[i] for i in range(n)])
@@ -136,8 +137,8 @@ class M2STask(CorpusTask):
             raw = log_mel(batch["audio"])  # [B, 4T, 80]
             mel_mask = mask.repeat_interleave(4, dim=1)
             target = M2S(self.cfg).target_mel(raw, mask)[mel_mask]  # [4N, 80]
-            self._stats = (feats.mean(0), feats.std(0), target.mean(0), target.std(0),
-                           raw[mel_mask].mean(0))
+            level = (raw[mel_mask] - target).mean(0)  # what the normalisation took away, on average
+            self._stats = (feats.mean(0), feats.std(0), target.mean(0), target.std(0), level)
         return self._stats
 
     # ------------------------------------------------------------------ features
