@@ -23,6 +23,10 @@ def test_train_talker_then_sample(tmp_path, capsys):
             "--eval-steps", "2", "--audio-dim", "16", "--no-progress", "--seed", "0"]
     assert main(args) == 0
     assert (run / "best" / "model.safetensors").is_file()
+    import json
+
+    # options left at their defaults add nothing to the config, so older runs stay resumable
+    assert "cmn" not in json.loads((run / "last" / "config.json").read_text())["data"]["audio"]
     wav = tmp_path / "speech.wav"
     save_audio(wav, synthesize("Bob made a map of Paris.", voice="en-us").wav)
     out = tmp_path / "anim.npz"

@@ -318,8 +318,9 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
     from thunder3d.train.loop import train
     from thunder3d.train.talker import TalkerData, TalkerTask
 
-    audio = ({"kind": args.audio, "out_dim": args.audio_dim, "cmn": args.audio_cmn} if args.audio == "mel"
-             else {"kind": args.audio})
+    audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
+    if args.audio_cmn:  # only when asked: runs started without the option stay resumable
+        audio["cmn"] = True
     if args.audio_path:
         audio["path"] = str(args.audio_path)
     data = TalkerData(
