@@ -57,21 +57,28 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_talker(tmp_path_factory) -> Path:
-    """A diffusion talker (dim 32, 1 layer, 2 s windows) trained 3 steps on 6 synthetic clips
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Six synthetic clips (seed 2), generated once per session. Shared: read only."""
+    from thunder3d.data.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    synthesize_corpus(root, hours=0.02, seed=2, workers=1, progress=False, max_clips=6)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_talker(tiny_corpus, tmp_path_factory) -> Path:
+    """A diffusion talker (dim 32, 1 layer, 2 s windows) trained 3 steps on :func:`tiny_corpus`
     through the CLI, once per session: the run folder (``best/`` and ``last/``). Shared: read only."""
     import torch
 
     from thunder3d.cli import main
-    from thunder3d.data.synth import synthesize_corpus
 
-    root = tmp_path_factory.mktemp("tiny_talker")
-    corpus, run = root / "corpus", root / "talker"
+    run = tmp_path_factory.mktemp("tiny_talker") / "talker"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        synthesize_corpus(corpus, hours=0.01, seed=2, workers=1, progress=False, max_clips=6)
-        args = ["train", "talker", "--corpus", str(corpus), "--out", str(run), "--steps", "3",
+        args = ["train", "talker", "--corpus", str(tiny_corpus), "--out", str(run), "--steps", "3",
                 "--batch-size", "2", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
                 "--eval-every", "3", "--save-every", "3", "--warmup", "1", "--eval-windows", "2",
                 "--eval-steps", "2", "--audio-dim", "16", "--no-progress", "--seed", "0"]

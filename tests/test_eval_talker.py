@@ -8,7 +8,6 @@ import torch
 
 from thunder3d.cli import main
 from thunder3d.data.clip import corpus_clips, load_clip
-from thunder3d.data.synth import synthesize_corpus
 from thunder3d.eval.metrics import aperture_indices, aperture_of, lve, m2s_consistency, rig_vertices
 from thunder3d.eval.talker import (
     EvalError,
@@ -27,10 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval_corpus")
-    synthesize_corpus(root, hours=0.02, seed=2, workers=1, progress=False, max_clips=6)
-    return root
+def corpus(tiny_corpus):
+    return tiny_corpus
 
 
 @pytest.fixture(scope="module")
