@@ -100,6 +100,7 @@ SYSTEMS = (
     System("rule-based", "fixed", flag="--rule-based"),
     System("ground truth", "fixed", flag="--ground-truth"),
 )
+PAIR = ("diffusion", "diffusion+mouth2s")  # the method's claim: THUNDER against the same model without M2S
 BY_KEY = {re.sub(r"[\s_\-]", "", s.name): s for s in SYSTEMS}
 
 COLUMNS = (("lve", "LVE mm ↓", "{:.3f}"), ("lpcc", "L-PCC ↑", "{:.3f}"), ("lccc", "L-CCC ↑", "{:.3f}"),
@@ -438,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True, help="synthetic corpus (train/val/test)")
     ap.add_argument("--work", type=Path, required=True, help="folder of every run, log and evaluation")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of every trained system")
+    ap.add_argument("--pair-seeds", type=int, nargs="+", default=None,
+                    help="seeds of the claim pair (diffusion, diffusion+mouth2s) when it gets more than the "
+                         "others (default: --seeds)")
     ap.add_argument("--steps", type=int, default=4000, help="schedule length of the talker trainings")
     ap.add_argument("--stop-at", type=int, default=0, help="steps actually trained (default: --steps)")
     ap.add_argument("--systems", nargs="+", default=[s.name for s in SYSTEMS],
@@ -469,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     systems = parse_systems(args.systems)
+    pair_seeds = args.pair_seeds or args.seeds
+    all_seeds = sorted(set(args.seeds) | set(pair_seeds))
+
+    def seeds_of(system: System) -> list[int]:
+        return pair_seeds if system.name in PAIR else args.seeds
     stop = min(args.stop_at or args.steps, args.steps)
     work, corpus = args.work, args.corpus
     if not (corpus / "manifest.jsonl").is_file():
@@ -539,9 +548,9 @@ def main(argv: list[str] | None = None) -> int:
             evaluate(system, system.name, None, [system.flag], None, system.folder)
 
     # ---- 4. trained systems, seed by seed
-    for seed in args.seeds:
+    for seed in all_seeds:
         for system in systems:
-            if system.kind != "train":
+            if system.kind != "train" or seed not in seeds_of(system):
                 continue
             label = f"{system.name} s{seed}"
             run = work / f"{system.folder}_s{seed}"
@@ -567,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(f"dry run: {len(runner.commands)} command(s) listed, nothing run")
         return 0
-    first_run = next((work / f"{s.folder}_s{seed}" for seed in args.seeds for s in systems
+    first_run = next((work / f"{s.folder}_s{seed}" for seed in all_seeds for s in systems
                       if s.kind == "train" and run_step(work / f"{s.folder}_s{seed}") is not None), None)
     cfg = run_config(first_run) if first_run else {}
     train_cfg = cfg.get("train") or {}
@@ -596,8 +605,10 @@ def main(argv: list[str] | None = None) -> int:
         "systems)." + (f" M2S L1: audio consistency heard by `{judge_run}`"
                        + (" — the listener the +mouth2s systems were trained against, so it favours them."
                           if judge == "mouth2s" else ".") if judge_run else ""),
-        f"- **Seeds:** {', '.join(map(str, args.seeds))}; with several, a cell is mean ± half-range over the "
-        "seeds (per-seed values in the JSON).",
+        f"- **Seeds:** {', '.join(map(str, args.seeds))}"
+        + (f" (the claim pair diffusion / diffusion+mouth2s: {', '.join(map(str, pair_seeds))})"
+           if pair_seeds != args.seeds else "")
+        + "; with several, a cell is mean ± half-range over the seeds (per-seed values in the JSON).",
         f"- **Machine:** {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}, {args.threads} "
         f"thread(s) per command; load average {facts['loadavg']} when the table was written.",
         "",
@@ -642,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.json or md.with_suffix(".json")
     out_json.write_text(json.dumps({
         "corpus": str(corpus), "split": args.split, "steps": args.steps, "stop_at": stop, "seeds": args.seeds,
+        "pair_seeds": pair_seeds,
         "lambda_m2s": args.lambda_m2s, "samples": args.samples, "eval_steps": args.eval_steps,
         "m2s": {k: str(v) for k, v in m2s_ready.items()}, "judge": str(judge_run) if judge_run else None,
         "train": train_cfg, "machine": facts, "synthetic": synth_rows, "real": real_rows if real else None,

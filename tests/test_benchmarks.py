@@ -113,3 +113,15 @@ def test_ablation_end_to_end_and_resumes(bench, corpus, tmp_path, capsys):
     # a third call finds everything done: nothing is run again
     assert ablation.main(args) == 0
     assert "0 of them ran in this call" in md.read_text()
+
+
+def test_ablation_pair_seeds_dry_run(bench, corpus, tmp_path, capsys):
+    """--pair-seeds trains the claim pair on more seeds than the other systems."""
+    ablation = bench("ablation")
+    args = ["--corpus", str(corpus), "--work", str(tmp_path / "work"), "--seeds", "0", "--pair-seeds", "0", "1",
+            "--steps", "2", "--systems", "diffusion", "diffusion+mouth2s", "regressor", "--m2s-steps", "2",
+            "--real", "none", "--dry-run", "--markdown", str(tmp_path / "ablation.md")]
+    assert ablation.main(args) == 0
+    trained = re.findall(r"train talker .*--out \S+/(\w+)", capsys.readouterr().out)
+    assert sorted(trained) == ["diffusion_mouth2s_s0", "diffusion_mouth2s_s1", "diffusion_s0", "diffusion_s1",
+                               "regressor_s0"]

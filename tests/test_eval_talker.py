@@ -191,11 +191,16 @@ def test_eval_talker_cli(tmp_path, corpus, tiny_talker, capsys):
     systems = json.loads(out.read_text())["systems"]
     assert list(systems) == ["tiny", "ground truth"]
     tiny = systems["tiny"]
-    assert tiny["steps"] == 2 and [c["samples"] for c in tiny["clips"]] == [2, 2]
+    assert tiny["steps"] == 2 and tiny["audio_scale"] == 1.0 and [c["samples"] for c in tiny["clips"]] == [2, 2]
     assert tiny["mean"]["lve"] > 0 and tiny["mean"]["sdiv_u"] > 0
     assert systems["ground truth"]["mean"]["lve"] == 0.0
     lines = table.read_text().splitlines()
     assert lines[2].startswith("| tiny |") and lines[3].startswith("| ground truth | 0.000 | 1.000 |")
+    # audio guidance changes the samples (and is recorded)
+    assert main(base() + ["--checkpoint", str(run), "--samples", "2", "--steps", "2", "--name", "guided",
+                          "--audio-scale", "3"]) == 0
+    guided = json.loads(out.read_text())["systems"]["guided"]
+    assert guided["audio_scale"] == 3.0 and guided["mean"]["lve"] != tiny["mean"]["lve"]
     capsys.readouterr()
     assert main(base() + ["--predictions", str(tmp_path / "nowhere")]) == 2
     assert "predictions folder not found" in capsys.readouterr().err

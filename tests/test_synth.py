@@ -17,6 +17,7 @@ from thunder3d.data.synth import (
     FestivalSource,
     make_clip,
     plan_corpus,
+    plan_speakers,
     synthesize_corpus,
 )
 from thunder3d.data.text import sentence_split
@@ -173,3 +174,20 @@ def test_festival_source():
     assert len(utt.words) == 8 and utt.words[0].text.lower() == "please"
     plan = plan_corpus(0, 1.0, voices=["en-us", f"festival:{voice}"], max_clips=40)
     assert any(c.voice == f"festival:{voice}" for c in plan.clips)
+
+
+def test_voice_split_binding_is_checked():
+    with pytest.raises(DataError, match="split must be one of"):
+        plan_speakers(0, ["en-us", "festival:kal_diphone@holdout"])
+    with pytest.raises(DataError, match="only festival voices take @SPLIT"):
+        plan_speakers(0, ["en-us@train"])
+
+
+@pytest.mark.skipif(not festival.available(), reason="festival with an English voice is not installed")
+def test_festival_voice_bound_to_a_split():
+    voice = festival.voices()[0]
+    speakers = plan_speakers(0, ["en-us", f"festival:{voice}@val"])
+    mine = [s for s in speakers if s.voice == f"festival:{voice}"]
+    assert mine and {s.split for s in mine} == {"val"}
+    # unbound, the first festival voice goes to train
+    assert {s.split for s in plan_speakers(0, ["en-us", f"festival:{voice}"]) if s.voice == f"festival:{voice}"} == {"train"}

@@ -250,7 +250,7 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
     m2s, m2s_rig = load_m2s(args.m2s, device=args.device) if args.m2s else (None, None)
     if args.checkpoint:
         preds = checkpoint_predictions(args.checkpoint, clips, args.samples, args.seed, args.steps,
-                                       device=args.device)
+                                       device=args.device, audio_scale=args.audio_scale)
     else:
         rig = load_rig(args.rig) if args.rig else (m2s_rig or load_rig("builtin"))
         if args.predictions:
@@ -262,7 +262,8 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
     result = evaluate_animations(preds.rig, clips, preds.arrays, m2s=m2s, m2s_rig=m2s_rig,
                                  progress=not args.no_progress)
     result.update(source=preds.source, corpus=str(args.corpus), split=args.split, seed=args.seed,
-                  steps=args.steps if args.checkpoint else None, m2s=str(args.m2s) if args.m2s else None)
+                  steps=args.steps if args.checkpoint else None, m2s=str(args.m2s) if args.m2s else None,
+                  audio_scale=args.audio_scale if args.checkpoint else None)
     systems = add_system(systems, name, result)
     table = format_markdown(systems)
     print(table, end="")
@@ -532,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="corpus folder (resumable)")
     p.add_argument("--hours", type=float, default=1.0, help="hours of speech (default 1)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--voices", help="comma-separated espeak accents and/or festival:VOICE (default: espeak English)")
+    p.add_argument("--voices", help="comma-separated espeak accents and/or festival:VOICE[@train|val|test] (default: espeak English)")
     p.add_argument("--no-augment", action="store_true", help="clean speech (no noise/reverb/EQ/speed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
@@ -702,6 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
     p.add_argument("--samples", type=int, default=5, help="samples per clip (--checkpoint; S-DIV needs 2+)")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (--checkpoint)")
+    p.add_argument("--audio-scale", type=float, default=1.0,
+                   help="audio classifier-free guidance scale (--checkpoint; 1 = plain conditional)")
     p.add_argument("--rig", default=None, help="rig of --predictions/--rule-based/--ground-truth "
                    "(default: the M2S's rig, else builtin)")
     p.add_argument("--m2s", type=Path, default=None, help="M2S run: add the audio-consistency figure")

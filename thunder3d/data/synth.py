@@ -316,14 +316,25 @@ def plan_speakers(seed: int, voices: Sequence[str] | None = None) -> tuple[Speak
     espeak variants (timbres) are partitioned between the splits, so held-out speakers differ in
     timbre from every training speaker, whatever their accent. Accents (base voices) are spread
     over all splits. Festival voices (named ``festival:VOICE`` in ``voices``) each give
-    :data:`FESTIVAL_SPEAKERS_PER_VOICE` speakers; in sorted order the first voice goes to train,
-    the second to test, the third to val, the rest to train.
+    :data:`FESTIVAL_SPEAKERS_PER_VOICE` speakers; ``festival:VOICE@SPLIT`` binds a voice to a
+    split, and in sorted order the other voices go first to train, then test, then val, the rest
+    to train.
     """
     voices = list(available_voices("espeak") if voices is None else voices)
     if not voices:
         raise DataError("no voices to synthesise with")
     espeak_bases = [v for v in voices if ":" not in v]
-    festival = sorted(v for v in voices if ":" in v)
+    if any("@" in v for v in espeak_bases):
+        raise DataError("only festival voices take @SPLIT (espeak timbres are assigned to splits "
+                        f"already): {[v for v in espeak_bases if '@' in v]}")
+    bound: dict[str, str] = {}
+    for v in voices:
+        if ":" in v and "@" in v:
+            name, _, split = v.rpartition("@")
+            if split not in SPLITS:
+                raise DataError(f"voice {v!r}: split must be one of {list(SPLITS)}, got {split!r}")
+            bound[name] = split
+    festival = sorted({v.rpartition("@")[0] if "@" in v else v for v in voices if ":" in v})
     for v in festival:
         src, name = _source_of(v)
         if name not in src.voices():
@@ -360,9 +371,9 @@ def plan_speakers(seed: int, voices: Sequence[str] | None = None) -> tuple[Speak
                 base = accents[(k + k // len(pool)) % len(accents)]
                 variant = pool[k % len(pool)]
                 speakers.append(new_speaker(f"{base}+{variant}" if variant else base, split))
-    festival_split = ("train", "test", "val")
-    for k, v in enumerate(festival):
-        split = festival_split[k] if k < len(festival_split) else "train"
+    festival_split = iter(("train", "test", "val"))
+    for v in festival:
+        split = bound.get(v) or next(festival_split, "train")
         for _ in range(FESTIVAL_SPEAKERS_PER_VOICE):
             speakers.append(new_speaker(v, split))
     return tuple(speakers)
