@@ -215,3 +215,21 @@ def test_packed_checkpoint_animates_like_its_run(run, tmp_path, capsys):
     b = Animator.from_pretrained(run / "last").animate(wav, seed=1, steps=2)[0].coeffs
     np.testing.assert_array_equal(a, b)
     assert main(["pack", str(tmp_path / "nope"), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_packed_guidance_is_the_default(run, tmp_path):
+    """``pack --guidance`` stores the audio guidance scale the model is meant to be sampled with;
+    the Animator and ``generate`` use it unless told otherwise."""
+    from thunder3d.inference import generate, load_talker
+
+    packed = tmp_path / "guided"
+    assert main(["pack", str(run), "-o", str(packed), "--guidance", "2.5"]) == 0
+    animator = Animator.from_pretrained(packed)
+    assert animator.default_guidance == 2.5 and Animator.from_pretrained(run).default_guidance == 1.0
+    wav = synthesize("Bob made a map.", voice="en-us").wav
+    default = animator.animate(wav, seed=1, steps=2)[0].coeffs
+    np.testing.assert_array_equal(default, animator.animate(wav, seed=1, steps=2, guidance=2.5)[0].coeffs)
+    assert not np.array_equal(default, animator.animate(wav, seed=1, steps=2, guidance=1.0)[0].coeffs)
+    model = load_talker(packed)[0]
+    np.testing.assert_array_equal(generate(model, wav, seed=1, steps=2)[0], default)
+    assert main(["pack", str(run), "-o", str(tmp_path / "bad"), "--guidance", "nan"]) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -263,7 +264,7 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
                                  progress=not args.no_progress)
     result.update(source=preds.source, corpus=str(args.corpus), split=args.split, seed=args.seed,
                   steps=args.steps if args.checkpoint else None, m2s=str(args.m2s) if args.m2s else None,
-                  audio_scale=args.audio_scale if args.checkpoint else None)
+                  audio_scale=preds.settings.get("audio_scale"))
     systems = add_system(systems, name, result)
     table = format_markdown(systems)
     print(table, end="")
@@ -282,7 +283,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     src = args.checkpoint
     if (src / "last" / "config.json").is_file() and not (src / "config.json").is_file():
         src = src / "last"
-    out = pack_checkpoint(src, args.output, ema=False if args.no_ema else None)
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise ThunderError(f"--guidance must be a finite number, got {args.guidance}")
+    out = pack_checkpoint(src, args.output, ema=False if args.no_ema else None,
+                          sampling=None if args.guidance is None else {"guidance": args.guidance})
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)")
     return 0
@@ -630,7 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intensity", type=int, default=None, help="1 | 2 | 3")
     p.add_argument("--style", default=None, help="a speaking style seen in training")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps")
-    p.add_argument("--audio-scale", type=float, default=1.0, help="audio guidance scale")
+    p.add_argument("--audio-scale", type=float, default=None,
+                   help="audio guidance scale (default: what the checkpoint recommends, else 1)")
     p.add_argument("--cond-scale", type=float, default=1.0, help="emotion/intensity/style guidance scale")
     p.add_argument("--window", type=float, default=4.0, help="window seconds")
     p.add_argument("--overlap", type=float, default=1.0, help="overlap seconds between windows")
@@ -654,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", default=None, help="a speaking style seen in training")
     p.add_argument("--format", default="npz", help="comma-separated: npz,obj,ply,csv,glb,mp4 (default npz)")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
-    p.add_argument("--guidance", type=float, default=1.0, help="audio guidance scale (default 1)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="audio guidance scale (default: what the model recommends, else 1)")
     p.add_argument("--cond-guidance", type=float, default=1.0,
                    help="emotion/intensity/style guidance scale (default 1; 0 ignores them)")
     p.add_argument("--size", type=int, default=512, help="MP4 pixels per sample (default 512)")
@@ -703,8 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
     p.add_argument("--samples", type=int, default=5, help="samples per clip (--checkpoint; S-DIV needs 2+)")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (--checkpoint)")
-    p.add_argument("--audio-scale", type=float, default=1.0,
-                   help="audio classifier-free guidance scale (--checkpoint; 1 = plain conditional)")
+    p.add_argument("--audio-scale", type=float, default=None,
+                   help="audio classifier-free guidance scale (--checkpoint; 1 = plain conditional; "
+                        "default: what the checkpoint recommends, else 1)")
     p.add_argument("--rig", default=None, help="rig of --predictions/--rule-based/--ground-truth "
                    "(default: the M2S's rig, else builtin)")
     p.add_argument("--m2s", type=Path, default=None, help="M2S run: add the audio-consistency figure")
@@ -729,6 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="run folder (its last/) or checkpoint directory")
     p.add_argument("-o", "--output", type=Path, required=True, help="new checkpoint directory")
     p.add_argument("--no-ema", action="store_true", help="pack the raw weights, not the EMA ones")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="audio guidance scale that samplers use by default with this model (sampling.guidance)")
     p.set_defaults(func=cmd_pack)
     return parser
 

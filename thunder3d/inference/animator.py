@@ -241,6 +241,12 @@ class Animator:
         return tuple(self.model.styles)
 
     @property
+    def default_guidance(self) -> float:
+        """Audio guidance scale used when :meth:`animate` gets none (the checkpoint's
+        ``sampling.guidance``; 1 = plain conditional sampling)."""
+        return float(self.model.default_guidance)
+
+    @property
     def deterministic(self) -> bool:
         """True for the regressor baseline: every seed gives the same animation."""
         return self.model.deterministic
@@ -253,7 +259,7 @@ class Animator:
     # ------------------------------------------------------------------ animation
     def animate(self, audio: Any, samples: int = 1, *, emotion: str | None = None,
                 intensity: int | str | None = None, style: str | None = None, steps: int = 10,
-                guidance: float = 1.0, cond_guidance: float = 1.0, seed: int = 0,
+                guidance: float | None = None, cond_guidance: float = 1.0, seed: int = 0,
                 progress: bool = False) -> list[Animation]:
         """Animate speech of any length.
 
@@ -265,7 +271,8 @@ class Animator:
             intensity: 1, 2, 3 or None.
             style: one of :attr:`styles` or None.
             steps: DDIM steps (ignored by the regressor).
-            guidance: classifier-free guidance scale of the audio (1 = plain conditional).
+            guidance: classifier-free guidance scale of the audio (1 = plain conditional; None:
+                :attr:`default_guidance`, what the checkpoint recommends).
             cond_guidance: guidance scale of emotion, intensity and style (0 ignores them).
             seed: base seed.
             progress: show a tqdm progress bar (one tick per network evaluation).
@@ -287,6 +294,7 @@ class Animator:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1 or (
                 T_train is not None and steps > T_train):
             raise ThunderError(f"steps must be an integer in 1..{T_train or 'inf'}, got {steps!r}")
+        guidance = self.default_guidance if guidance is None else guidance
         for name, value in (("guidance", guidance), ("cond_guidance", cond_guidance)):
             if not math.isfinite(float(value)):
                 raise ThunderError(f"{name} must be a finite number, got {value!r}")

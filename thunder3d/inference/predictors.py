@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +63,13 @@ class Predictions:
         rig: the rig the animations belong to.
         arrays: clip id -> ``[N, T, C]`` coefficients or ``[N, T, V, 3]`` vertices (lazy).
         source: what made them (a checkpoint path, a folder, ``rule-based``), for the report.
+        settings: how they were made, for the report (a checkpoint's ``audio_scale``).
     """
 
     rig: Rig
     arrays: Mapping[str, np.ndarray]
     source: str
+    settings: dict = field(default_factory=dict)
 
 
 def _frame_audio(clip: Clip) -> np.ndarray:
@@ -99,6 +101,8 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
         raise EvalError(f"samples must be >= 1, got {samples}")
     model, rig, _, _ = load_talker(run, device)
     styles = tuple(getattr(model, "styles", ()) or ())
+    if options.get("audio_scale") is None:  # the checkpoint's recommendation
+        options["audio_scale"] = model.default_guidance
 
     def make(clip: Clip) -> np.ndarray:
         labels = {}
@@ -110,7 +114,8 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
                        **labels, **options)  # [n, T, C]
         return np.repeat(out, samples // n, axis=0)
 
-    return Predictions(rig, LazyPredictions(clips, make), str(run))
+    return Predictions(rig, LazyPredictions(clips, make), str(run),
+                       {"audio_scale": float(options["audio_scale"])})
 
 
 def folder_predictions(folder: str | os.PathLike, clips: Sequence[Clip], rig: Rig) -> Predictions:

@@ -167,7 +167,7 @@ def _window_features(model: TalkerModel, source: Tensor, is_features: bool, tota
 @torch.no_grad()
 def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = None, samples: int = 1,
              seed: int = 0, emotion: str | int | None = None, intensity: int | str | None = None,
-             style: str | int | None = None, steps: int = 10, audio_scale: float = 1.0,
+             style: str | int | None = None, steps: int = 10, audio_scale: float | None = None,
              cond_scale: float = 1.0, mode: str = "nested", eta: float = 0.0, window: float = 4.0,
              overlap: float = 1.0, fade: float | None = None, context: float = 1.0,
              device: str | torch.device | None = None) -> np.ndarray:
@@ -188,7 +188,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
         steps: DDIM steps.
         audio_scale, cond_scale, mode: classifier-free guidance
             (:meth:`~thunder3d.models.denoiser.Denoiser.guided`); ``cond_scale=0`` ignores
-            emotion, intensity and style.
+            emotion, intensity and style; ``audio_scale=None`` takes the model's
+            ``default_guidance`` (what its checkpoint recommends, else 1).
         eta: DDIM stochasticity (0 = deterministic given the initial noise).
         window, overlap, fade, context: seconds (see the module docstring).
         device: where to run (default: the model's device).
@@ -198,6 +199,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     if samples < 1:
         raise ThunderError(f"samples must be >= 1, got {samples}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if audio_scale is None:
+        audio_scale = float(getattr(model, "default_guidance", 1.0))
     normalizer = normalizer if normalizer is not None else getattr(model, "normalizer", None)
     source, is_features = _as_input(audio, model.audio_dim)
     total = source.shape[0] if is_features else math.ceil(source.shape[0] / SAMPLES_PER_FRAME)

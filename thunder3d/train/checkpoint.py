@@ -178,13 +178,16 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
 
 
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
-                    note: Mapping[str, Any] | None = None) -> Path:
+                    note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
     """An inference-only copy of a checkpoint: ``dst/config.json`` + ``dst/model.safetensors``
     holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
     no training state. The config records where it came from (``packed_from``: source, step,
-    weights) plus ``note``. Written atomically. Returns ``dst``."""
+    weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
+    use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
     ckpt = load_checkpoint(src)
     config = dict(ckpt.config)
+    if sampling:
+        config["sampling"] = {**(config.get("sampling") or {}), **dict(sampling)}
     use_ema = ckpt.ema_state_dict is not None if ema is None else ema
     config["packed_from"] = {"source": str(Path(src)), "step": ckpt.step,
                              "weights": "ema" if use_ema else "model", **dict(note or {})}

@@ -191,6 +191,7 @@ class TalkerModel(nn.Module):
                                   f"the {kind} expects {self.cfg.audio_dim}")
         self.normalizer: Normalizer | None = None
         self.styles: tuple[str, ...] = ()
+        self.default_guidance = 1.0  # audio guidance when a caller gives none (checkpoint "sampling")
 
     @property
     def deterministic(self) -> bool:
@@ -529,7 +530,8 @@ def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
     """A trained talker from ``RUN``, ``RUN/best`` or ``RUN/last``: ``(model, rig, normalizer, config)``.
 
     The model is in eval mode on ``device`` with EMA weights when the checkpoint has them (and
-    ``ema``); ``model.normalizer`` and ``model.styles`` are set. ``config`` is the checkpoint's
+    ``ema``); ``model.normalizer``, ``model.styles`` and ``model.default_guidance`` (the audio
+    guidance scale its config recommends under ``sampling.guidance``, 1 without) are set. ``config`` is the checkpoint's
     ``config.json``. Raises :class:`~thunder3d.errors.CheckpointError` for anything but a talker
     checkpoint, or weights that do not fit the saved model config.
     """
@@ -544,6 +546,10 @@ def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
         raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
     normalizer = Normalizer.from_dict(config["normalizer"])
     model.normalizer, model.styles = normalizer, tuple(config.get("styles") or ())
+    guidance = (config.get("sampling") or {}).get("guidance", 1.0)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise CheckpointError(f"{path}: sampling.guidance must be a finite number, got {guidance!r}")
+    model.default_guidance = float(guidance)
     rig = load_rig(config["rig"])
     if tuple(rig.coeff_names) != tuple(normalizer.coeff_names):
         raise CheckpointError(f"{path}: rig {rig.spec!r} coefficients differ from the normalizer's")
