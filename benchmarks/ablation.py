@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sdiv-tolerance", type=float, default=0.2, help="claim check: S-DIV-U tolerance")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
     ap.add_argument("--max-minutes", type=float, default=0.0, help="overall budget (0 = none)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line for the table's header (how the inputs were made; repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--in-process", action="store_true",
                     help="run the thunder3d commands in this process (tests; no per-command logs)")
@@ -611,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         + "; with several, a cell is mean ± half-range over the seeds (per-seed values in the JSON).",
         f"- **Machine:** {facts['cpu']}, {facts['cores']} cores, torch {facts['torch']}, {args.threads} "
         f"thread(s) per command; load average {facts['loadavg']} when the table was written.",
+        *(f"- **Note:** {note}" for note in args.note),
         "",
         f"## Synthetic speech (`{args.split}` split)",
         "",

@@ -89,7 +89,7 @@ def test_ablation_end_to_end_and_resumes(bench, corpus, tmp_path, capsys):
     args = ["--corpus", str(corpus), "--work", str(work), "--seeds", "0", "--steps", "2",
             "--systems", "diffusion", "diffusion+mouth2s", "--m2s-steps", "2", "--m2s-args", TINY_M2S,
             "--talker-args", TINY_TALKER, "--samples", "2", "--eval-steps", "2", "--real", "none",
-            "--in-process", "--markdown", str(md)]
+            "--in-process", "--markdown", str(md), "--note", "tiny sizes"]
     # a budget of 1 step of the 2-step schedule, then the rest: the run continues, is re-evaluated
     assert ablation.main([*args, "--stop-at", "1"]) == 0
     assert json.loads((work / "diffusion_s0" / "last" / "config.json").read_text())["step"] == 1
@@ -104,7 +104,7 @@ def test_ablation_end_to_end_and_resumes(bench, corpus, tmp_path, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == "0" and all(re.fullmatch(NUMBER, c) for c in cells[2:5]), row  # LVE, L-PCC, L-CCC
         assert cells[-1] == "1"  # one test clip
-    assert "**Claim check (computed, seeds 0):**" in text
+    assert "**Claim check (computed, seeds 0):**" in text and "- **Note:** tiny sizes" in text
     assert "thunder3d train talker" in text and "--lambda-m2s 0.1" in text
     result = json.loads(md.with_suffix(".json").read_text())
     assert result["synthetic"]["diffusion+mouth2s"]["0"]["lve"] > 0 and result["real"] is None

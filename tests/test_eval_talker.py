@@ -206,3 +206,19 @@ def test_eval_talker_cli(tmp_path, corpus, tiny_talker, capsys):
     assert "predictions folder not found" in capsys.readouterr().err
     assert main(base(clips=1) + ["--ground-truth", "--name", "other"]) == 2
     assert "other clips" in capsys.readouterr().err
+
+
+def test_eval_talker_voice_filter(tmp_path, corpus, capsys):
+    from thunder3d.data.clip import read_manifest
+
+    entries = read_manifest(corpus)
+    voice = entries[0]["voice"]
+    same = sorted(e["id"] for e in entries if e["voice"].startswith(voice))
+    out = tmp_path / "gt.json"
+    assert main(["eval", "talker", "--ground-truth", "--corpus", str(corpus), "--split", "all",
+                 "--voice", voice, "-o", str(out), "--no-progress"]) == 0
+    clips = json.loads(out.read_text())["systems"]["ground truth"]["clips"]
+    assert sorted(c["id"] for c in clips) == same
+    assert main(["eval", "talker", "--ground-truth", "--corpus", str(corpus), "--split", "all",
+                 "--voice", "festival:nobody", "--no-progress"]) == 2
+    assert "voice starting with 'festival:nobody'" in capsys.readouterr().err

@@ -225,7 +225,7 @@ def cmd_eval_m2s(args: argparse.Namespace) -> int:
 def cmd_eval_talker(args: argparse.Namespace) -> int:
     import torch
 
-    from thunder3d.data.clip import corpus_clips, load_clip
+    from thunder3d.data.clip import corpus_clips, load_clip, read_manifest
     from thunder3d.eval.talker import (add_system, check_clips, evaluate_animations, format_markdown,
                                        ground_truth_predictions, read_results)
     from thunder3d.inference.predictors import (Predictions, checkpoint_predictions, folder_predictions,
@@ -245,7 +245,15 @@ def cmd_eval_talker(args: argparse.Namespace) -> int:
             "rule-based" if args.rule_based else "ground truth")
     name = args.name or name
     systems = read_results(args.output) if args.output else {}
-    ids = corpus_clips(args.corpus, None if args.split == "all" else args.split)[: args.clips or None]
+    ids = corpus_clips(args.corpus, None if args.split == "all" else args.split)
+    if args.voice:
+        voices = {e["id"]: str(e.get("voice") or "") for e in read_manifest(args.corpus)}
+        ids = [i for i in ids if voices.get(i, "").startswith(args.voice)]
+        if not ids:
+            known = sorted({v.split("+")[0] for v in voices.values() if v})
+            raise ThunderError(f"no {args.split} clip of {args.corpus} has a voice starting with {args.voice!r}; "
+                               f"voices: {', '.join(known) or 'none recorded'}")
+    ids = ids[: args.clips or None]
     check_clips(systems, name, ids)
     clips = [load_clip(args.corpus, cid) for cid in ids]
     m2s, m2s_rig = load_m2s(args.m2s, device=args.device) if args.m2s else (None, None)
@@ -707,6 +715,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--split", default="test", help="train | val | test | all (default test)")
     p.add_argument("--clips", type=int, default=0, help="evaluate the first N clips (0 = all)")
+    p.add_argument("--voice", default=None,
+                   help="only clips whose manifest voice starts with this (e.g. festival:ked_diphone)")
     p.add_argument("--samples", type=int, default=5, help="samples per clip (--checkpoint; S-DIV needs 2+)")
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (--checkpoint)")
     p.add_argument("--audio-scale", type=float, default=None,
