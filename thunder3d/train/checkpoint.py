@@ -184,6 +184,9 @@ def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool
     no training state. The config records where it came from (``packed_from``: source, step,
     weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
+    guidance = (sampling or {}).get("guidance", 1.0)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
     ckpt = load_checkpoint(src)
     config = dict(ckpt.config)
     if sampling:
