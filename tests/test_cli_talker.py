@@ -40,3 +40,23 @@ def test_train_talker_then_sample(tmp_path, capsys):
     assert np.array_equal(np.load(again)["coeffs"], coeffs)  # same seed, same samples
     assert main(base + ["-o", str(tmp_path / "x.npz"), "--emotion", "furious"]) == 2
     assert "contempt" in capsys.readouterr().err  # the valid emotions are listed
+
+    # fine-tune it with the training-only mel augmentation: a new run from its weights
+    tuned = tmp_path / "tuned"
+    tune = [a if a != str(run) else str(tuned) for a in args] + [
+        "--init", str(run / "last"), "--audio-warp", "0.1", "--audio-band-mask", "6", "--steps", "2",
+        "--oversample", "en=2"]
+    assert main(tune) == 0
+    saved = json.loads((tuned / "last" / "config.json").read_text())
+    assert saved["model"]["audio"]["warp"] == 0.1 and saved["model"]["audio"]["band_mask"] == 6
+    assert saved["train"]["init"] == str(run / "last") and saved["data"]["oversample"] == {"en": 2}
+    assert "oversample" not in json.loads((run / "last" / "config.json").read_text())["data"]
+    capsys.readouterr()
+    wrong = [a if a != str(run) else str(tmp_path / "x") for a in args] + ["--audio", "phonetic",
+                                                                          "--audio-warp", "0.1"]
+    assert main(wrong) == 2 and "need the mel encoder" in capsys.readouterr().err
+    assert main(args[:5] + [str(tmp_path / "z"), "--oversample", "en"]) == 2
+    assert "VOICE_PREFIX=K" in capsys.readouterr().err
+    other = [a if a != str(run) else str(tmp_path / "y") for a in args] + ["--dim", "48",
+                                                                          "--init", str(run / "last")]
+    assert main(other) == 2 and "does not fit this model" in capsys.readouterr().err

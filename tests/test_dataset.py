@@ -180,3 +180,28 @@ def test_normalizer(corpus):
         ClipDataset(corpus, "train", rig_coeff_names=NAMES[:2], normalizer=stats)
     with pytest.raises(DataError, match="one value per coefficient"):
         Normalizer.from_dict({"coeff_names": ["a"], "mean": [0, 1], "std": [1, 1]})
+
+
+def test_oversample_repeats_the_clips_of_some_voices(tmp_path):
+    voices = {"a": "en-us+f3", "b": "festival:kal_diphone", "c": "festival:cmu_us_slt_arctic_hts",
+              "d": "en-gb", "e": "festival:ked_diphone"}
+    clips = [synthetic_clip(cid, 60 + 10 * i, i, split="val" if cid == "e" else "train", voice=v)
+             for i, (cid, v) in enumerate(voices.items())]
+    for clip in clips:
+        save_clip(tmp_path, clip, subtype="FLOAT")
+    write_manifest(tmp_path, [manifest_entry(c) for c in clips])
+    plain = ClipDataset(tmp_path, "train", window_seconds=2.0)
+    ds = ClipDataset(tmp_path, "train", window_seconds=2.0, oversample={"festival:": 3, "en-gb": 2})
+    assert len(plain) == 4 and len(ds) == 4 + 2 * 2 + 1
+    assert [ds[i]["id"] for i in range(4)] == [plain[i]["id"] for i in range(4)]  # plain items first
+    ids = [ds[i]["id"] for i in range(len(ds))]
+    assert {cid: ids.count(cid) for cid in "abcd"} == {"a": 1, "b": 3, "c": 3, "d": 2}
+    assert len({ds[i]["start"] for i in range(len(ds)) if ds[i]["id"] == "b"}) > 1  # other windows
+    many = ClipDataset(tmp_path, "train", window_seconds=2.0, windows_per_epoch=400, seed=3,
+                       oversample={"festival:": 3})
+    drawn = [many.window(i)[0] for i in range(400)]
+    assert drawn.count(1) + drawn.count(2) > 2 * (drawn.count(0) + drawn.count(3))
+    with pytest.raises(DataError, match="no train clip has a voice starting with.*festival:ked"):
+        ClipDataset(tmp_path, "train", window_seconds=2.0, oversample={"festival:ked": 2})
+    with pytest.raises(DataError, match="integer >= 1"):
+        ClipDataset(tmp_path, "train", window_seconds=2.0, oversample={"festival:": 0})

@@ -142,6 +142,26 @@ def test_mel_input_stats_and_config_round_trip():
     assert isinstance(build_audio_encoder("mel"), MelEncoder)
 
 
+def test_mel_augmentation_acts_only_in_training_and_is_stored_only_when_set():
+    plain = MelEncoder(out_dim=8, hidden=16)
+    aug = MelEncoder(out_dim=8, hidden=16, warp=0.15, band_mask=10)
+    assert "warp" not in plain.config()  # configs of models made before the option are unchanged
+    assert aug.config()["warp"] == 0.15 and aug.config()["band_mask"] == 10
+    assert build_audio_encoder(json.loads(json.dumps(aug.config()))).config() == aug.config()
+    aug.load_state_dict(plain.state_dict())  # the option adds no weights
+    wav = noise(2, 6400)
+    assert torch.equal(aug.eval()(wav), plain.eval()(wav))  # evaluation sees exact features
+    aug.train()
+    torch.manual_seed(1)
+    a = aug(wav)
+    torch.manual_seed(1)
+    assert torch.equal(aug(wav), a)  # a function of torch's RNG
+    assert not torch.allclose(a, plain.train()(wav))
+    for bad in ({"warp": 0.5}, {"warp": -0.1}, {"band_mask": 80}, {"band_mask": -1}):
+        with pytest.raises(AudioEncoderError):
+            MelEncoder(**bad)
+
+
 # --------------------------------------------------------------------------- factory errors
 def test_unknown_kind_and_options():
     with pytest.raises(AudioEncoderError, match="valid: .*'mel'.*'wav2vec2'.*'hubert'.*'phonetic'"):

@@ -157,3 +157,42 @@ def test_rms_envelope():
     env = rms_envelope(torch.cat([wav, torch.ones(100)]))  # trailing partial frame is dropped
     torch.testing.assert_close(env, torch.tensor([0.0, 0.1, 0.5]) / math.sqrt(2), atol=1e-5, rtol=0)
     assert rms_envelope(np.zeros((4, 1280), np.float32)).shape == (4, 2)
+
+
+# --------------------------------------------------------------------------- mel augmentation
+def _tone(hz: float) -> torch.Tensor:
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    return torch.sin(2 * math.pi * hz * t)[None]
+
+
+@pytest.mark.parametrize("alpha", [0.88, 1.12])
+def test_warp_moves_a_tone_by_alpha(alpha):
+    from thunder3d.audio.mel_augment import warp_mel
+
+    mel = features.log_mel(_tone(1500.0))  # [1, M, 80]
+    warped = warp_mel(mel, torch.tensor([alpha]))
+    expect = features.log_mel(_tone(1500.0 * alpha))
+    assert warped.shape == mel.shape
+    # the peak bin lands where a tone at alpha * 1500 Hz puts it (within one bin)
+    assert abs(int(warped[0, 50].argmax()) - int(expect[0, 50].argmax())) <= 1
+    assert torch.equal(warp_mel(mel, torch.ones(1)), mel)
+
+
+def test_warp_and_band_mask_checks():
+    from thunder3d.audio.mel_augment import mask_mel_bands, warp_mel
+    from thunder3d.errors import AudioError
+
+    with pytest.raises(AudioError, match=r"\[B, M, 80\]"):
+        warp_mel(torch.zeros(2, 80), torch.ones(2))
+    with pytest.raises(AudioError, match="positive"):
+        warp_mel(torch.zeros(2, 3, 80), torch.tensor([1.0, 0.0]))
+    torch.manual_seed(0)
+    mel = torch.randn(64, 5, N_MELS)
+    out = mask_mel_bands(mel, 8, value=0.0)
+    masked = (out != mel).any(1)  # [B, 80] bins changed per item
+    widths = masked.sum(-1)
+    assert widths.max() <= 8 and widths.max() > 0
+    for row in masked:  # one contiguous band
+        idx = row.nonzero().flatten()
+        assert len(idx) == 0 or int(idx[-1] - idx[0]) + 1 == len(idx)
+    assert mask_mel_bands(mel, 0) is mel

@@ -308,6 +308,34 @@ def test_refuses_to_overwrite_another_run(tmp_path):
     assert (tmp_path / "last" / "model.safetensors").read_bytes() == before
 
 
+def test_init_fine_tunes_from_another_runs_weights(tmp_path):
+    base = train(Regression(), cfg(tmp_path / "base", steps=6, ema_decay=0.5))
+    start = load_checkpoint(base.out / "last")
+    seen = {}
+
+    class Spy(Regression):
+        def loss(self, model, batch, step):
+            if step == 0:
+                seen.update(weights(model))
+            return super().loss(model, batch, step)
+
+    # the model config may differ where the weights do not (dropout here)
+    result = train(Spy(dropout=0.3), cfg(tmp_path / "ft", steps=3, init=str(base.out / "last")))
+    for name, value in start.weights().items():  # step 0 sees the EMA weights of the base run
+        assert torch.equal(seen[name], value), name
+    assert load_checkpoint(result.out / "last").config["train"]["init"] == str(base.out / "last")
+
+    class Other(Regression):
+        name = "other"
+
+    with pytest.raises(CheckpointError, match="a 'regress' checkpoint, this is a 'other' run"):
+        train(Other(), cfg(tmp_path / "x1", steps=2, init=str(base.out / "last")))
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        train(Regression(width=16), cfg(tmp_path / "x2", steps=2, init=str(base.out / "last")))
+    with pytest.raises(CheckpointError):
+        train(Regression(), cfg(tmp_path / "x3", steps=2, init=str(tmp_path / "missing")))
+
+
 def test_train_config_round_trip_and_validation():
     c = TrainConfig(out="x", steps=5, betas=(0.8, 0.9))
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c

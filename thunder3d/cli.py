@@ -45,6 +45,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="stop cleanly at this step; the schedule still spans --steps (continue with --resume)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--resume", action="store_true", help="continue OUT/last")
+    p.add_argument("--init", type=Path, default=None,
+                   help="fine-tune: start from this checkpoint's weights (same task, rig and data statistics; "
+                        "fresh optimizer and schedule)")
     p.add_argument("--no-progress", action="store_true")
     _common(p)
 
@@ -178,7 +181,7 @@ def _train_config(args: argparse.Namespace, best_metric: str):
         lr=args.lr, warmup_steps=args.warmup, ema_decay=args.ema, eval_every=args.eval_every,
         save_every=args.save_every, seed=args.seed, device=args.device, resume=args.resume,
         best_metric=best_metric, max_minutes=args.max_minutes, stop_at=args.stop_at,
-        num_workers=args.workers,
+        num_workers=args.workers, init=str(args.init) if args.init else "",
         progress=not args.no_progress)
 
 
@@ -324,6 +327,17 @@ def cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
+def _oversample(specs: list[str] | None) -> dict[str, int] | None:
+    """``["festival:=3", ...]`` -> ``{"festival:": 3}`` (``--oversample PREFIX=K``)."""
+    out: dict[str, int] = {}
+    for spec in specs or []:
+        prefix, sep, count = spec.rpartition("=")
+        if not sep or not prefix or not count.isdigit() or int(count) < 1:
+            raise ThunderError(f"--oversample {spec!r}: expected VOICE_PREFIX=K with an integer K >= 1")
+        out[prefix] = int(count)
+    return out or None
+
+
 def cmd_train_talker(args: argparse.Namespace) -> int:
     from thunder3d.train.loop import train
     from thunder3d.train.talker import TalkerData, TalkerTask
@@ -331,6 +345,10 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
     audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
     if args.audio_cmn:  # only when asked: runs started without the option stay resumable
         audio["cmn"] = True
+    if args.audio != "mel" and (args.audio_warp or args.audio_band_mask):
+        raise ThunderError(f"--audio-warp/--audio-band-mask need the mel encoder, not {args.audio!r}")
+    if args.audio_warp or args.audio_band_mask:
+        audio.update(warp=args.audio_warp, band_mask=args.audio_band_mask)
     if args.audio_path:
         audio["path"] = str(args.audio_path)
     data = TalkerData(
@@ -339,7 +357,8 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
         w_vertex=args.w_vertex, mouth_weight=args.mouth_weight, w_velocity=args.w_velocity,
         lambda_m2s=args.lambda_m2s, m2s=str(args.m2s) if args.m2s else None,
         m2s_weighting=args.m2s_weighting, m2s_t_max=args.m2s_t_max, phone_weight=args.phone_weight,
-        eval_steps=args.eval_steps, eval_samples=args.eval_samples, eval_windows=args.eval_windows)
+        eval_steps=args.eval_steps, eval_samples=args.eval_samples, eval_windows=args.eval_windows,
+        oversample=_oversample(args.oversample))
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
                  dropout=args.dropout, audio_conditioning=args.audio_conditioning)
     diffusion = dict(num_train_timesteps=args.timesteps, schedule=args.noise_schedule)
@@ -610,6 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-dim", type=int, default=128, help="features per frame of the mel encoder")
     p.add_argument("--audio-cmn", action="store_true",
                    help="mel encoder: subtract each window's mean log-mel per bin (blind to microphone/room colour)")
+    p.add_argument("--oversample", action="append", default=None, metavar="VOICE_PREFIX=K",
+                   help="training clips whose voice starts with VOICE_PREFIX count K times per epoch "
+                        "(e.g. festival:=3; repeatable)")
+    p.add_argument("--audio-warp", type=float, default=0.0,
+                   help="mel encoder, training only: vocal-tract-length warp of up to +-this (e.g. 0.12; 0 = off)")
+    p.add_argument("--audio-band-mask", type=int, default=0,
+                   help="mel encoder, training only: mask one band of up to this many mel bins (0 = off)")
     p.add_argument("--w-coeff", type=float, default=1.0)
     p.add_argument("--coeff-loss", default="l2", help="l2 | l1")
     p.add_argument("--w-vertex", type=float, default=0.1, help="vertex loss weight (mm^2)")

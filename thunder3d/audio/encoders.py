@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from thunder3d.audio.features import LogMel
+from thunder3d.audio.mel_augment import mask_mel_bands, warp_mel
 from thunder3d.constants import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError
 
@@ -179,12 +180,19 @@ class MelEncoder(AudioEncoder):
         dropout: dropout after each activation.
         cmn: subtract each utterance's mean log-mel per bin (blind to gain and microphone colour;
             features then depend on the whole input, so use it with windows of a few seconds).
+        warp: training only: each item's frequency axis is warped by a factor drawn from
+            ``[1 - warp, 1 + warp]`` (vocal-tract-length perturbation, :func:`.mel_augment.warp_mel`;
+            0 = off).
+        band_mask: training only: one band of up to this many mel bins per item is masked
+            (:func:`.mel_augment.mask_mel_bands`; 0 = off).
+
+    The two augmentations act in ``train()`` mode only; in ``eval()`` the features are exact.
     """
 
     kind = "mel"
 
     def __init__(self, out_dim: int = 256, *, hidden: int = 256, layers: int = 2, kernel: int = 3,
-                 dropout: float = 0.0, cmn: bool = False) -> None:
+                 dropout: float = 0.0, cmn: bool = False, warp: float = 0.0, band_mask: int = 0) -> None:
         super().__init__()
         _check_int("out_dim", out_dim, 1)
         _check_int("hidden", hidden, 1)
@@ -194,8 +202,15 @@ class MelEncoder(AudioEncoder):
             raise AudioEncoderError(f"mel encoder kernel must be odd (symmetric context), got {kernel}")
         if not 0.0 <= dropout < 1.0:
             raise AudioEncoderError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= warp < 0.5:
+            raise AudioEncoderError(f"warp must be in [0, 0.5), got {warp}")
+        _check_int("band_mask", band_mask, 0)
+        if band_mask >= N_MELS:
+            raise AudioEncoderError(f"band_mask must be < {N_MELS} bins, got {band_mask}")
         self._options = {"out_dim": out_dim, "hidden": hidden, "layers": layers, "kernel": kernel,
                          "dropout": float(dropout), "cmn": bool(cmn)}
+        if warp or band_mask:  # only when set: configs of earlier models stay identical
+            self._options.update(warp=float(warp), band_mask=int(band_mask))
         self.log_mel = LogMel()
         self.register_buffer("mel_mean", torch.full((N_MELS,), DEFAULT_MEL_MEAN))
         self.register_buffer("mel_std", torch.full((N_MELS,), DEFAULT_MEL_STD))
@@ -233,9 +248,15 @@ class MelEncoder(AudioEncoder):
     def mel_features(self, wav: Tensor, frames: int) -> Tensor:
         """Normalised log-mel stacked per animation frame: ``[B, N >= 640 T]`` -> ``[B, T, 320]``."""
         mel = self.log_mel(wav)[:, : frames * MELS_PER_FRAME]  # [B, 4T, 80]
+        warp, band_mask = self._options.get("warp", 0.0), self._options.get("band_mask", 0)
+        if self.training and warp > 0:
+            alpha = 1.0 + warp * (2.0 * torch.rand(mel.shape[0]) - 1.0)  # [B]
+            mel = warp_mel(mel, alpha)
         mel = (mel - self.mel_mean) / self.mel_std
         if self._options["cmn"]:
             mel = mel - mel.mean(1, keepdim=True)
+        if self.training and band_mask > 0:
+            mel = mask_mel_bands(mel, band_mask)
         return mel.reshape(mel.shape[0], frames, MELS_PER_FRAME * N_MELS)  # row t = mel 4t..4t+3
 
     def encode(self, wav: Tensor, frames: int) -> Tensor:

@@ -207,12 +207,17 @@ class ClipDataset(torch.utils.data.Dataset):
         cache_audio: keep decoded audio in memory after first use (default). False reads each
             window from the wav file instead (large corpora).
         styles: the style vocabulary (e.g. from a checkpoint); default: :func:`style_vocabulary`.
+        oversample: ``{voice prefix: k}``: clips whose manifest ``voice`` starts with the prefix
+            count ``k`` times (integer >= 1; the first matching prefix applies). With one window per
+            clip, their extra items follow the ``len(ids)`` plain ones (so item ``i < len(ids)``
+            is still clip ``i``); with ``windows_per_epoch``, their probability is ``k`` times as high.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
                  rig_coeff_names: Sequence[str] | None = None, seed: int = 0,
                  windows_per_epoch: int | None = None, normalizer: Normalizer | None = None, *,
-                 cache_audio: bool = True, styles: Sequence[str] | None = None) -> None:
+                 cache_audio: bool = True, styles: Sequence[str] | None = None,
+                 oversample: Mapping[str, int] | None = None) -> None:
         window_seconds = float(window_seconds)
         if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
             raise DataError(f"window_seconds must be between {MIN_WINDOW_SECONDS:g} and "
@@ -245,10 +250,41 @@ class ClipDataset(torch.utils.data.Dataset):
         self._motion: dict[int, _Motion] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._weights: np.ndarray | None = None
+        self.repeats = self._repeats(dict(oversample or {}))  # [clips] int
+        # item -> clip in one-window-per-clip mode: every clip once, then the extra copies
+        self._items = np.concatenate([np.arange(len(self.ids)),
+                                      np.repeat(np.arange(len(self.ids)), self.repeats - 1)])
+
+    def _repeats(self, oversample: dict[str, int]) -> np.ndarray:
+        """How many times each clip counts: ``[clips]`` int (1 unless ``oversample`` names its voice)."""
+        repeats = np.ones(len(self.ids), dtype=np.int64)
+        if not oversample:
+            return repeats
+        for prefix, k in oversample.items():
+            if not isinstance(prefix, str) or not prefix:
+                raise DataError(f"oversample keys must be non-empty voice prefixes, got {prefix!r}")
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise DataError(f"oversample {prefix!r}: the count must be an integer >= 1, got {k!r}")
+        if not manifest_path(self.root).is_file():
+            raise DataError(f"oversample needs the voices of the corpus manifest; {self.root} has none")
+        voices = {e["id"]: str(e.get("voice") or "") for e in read_manifest(self.root)}
+        matched = set()
+        for i, cid in enumerate(self.ids):
+            for prefix, k in oversample.items():
+                if voices.get(cid, "").startswith(prefix):
+                    repeats[i] = k
+                    matched.add(prefix)
+                    break
+        unmatched = sorted(set(oversample) - matched)
+        if unmatched:
+            known = sorted({voices.get(cid, "") for cid in self.ids})
+            raise DataError(f"oversample: no {self.split} clip has a voice starting with {unmatched}; "
+                            f"voices: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''}")
+        return repeats
 
     # ---- sizes and epochs
     def __len__(self) -> int:
-        return self.windows_per_epoch if self.windows_per_epoch is not None else len(self.ids)
+        return self.windows_per_epoch if self.windows_per_epoch is not None else len(self._items)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the windows of ``epoch`` (items depend on seed, epoch and index only)."""
@@ -273,6 +309,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     lengths = np.asarray(frames, dtype=np.float64)
             if lengths is None:
                 lengths = np.asarray([self.num_frames(k) for k in range(len(self.ids))], np.float64)
+            lengths = lengths * self.repeats
             self._weights = lengths / lengths.sum()
         return self._weights
 
@@ -322,7 +359,7 @@ class ClipDataset(torch.utils.data.Dataset):
             raise IndexError(f"item {index} out of range for {len(self)} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.windows_per_epoch is None:
-            k = index
+            k = int(self._items[index])
         else:
             k = int(rng.choice(len(self.ids), p=self._clip_weights()))
         total = self.num_frames(k)

@@ -118,6 +118,11 @@ class TrainConfig:
         precision: ``fp32`` or ``bf16`` (autocast of the task's loss).
         num_workers: DataLoader worker processes (0 = load in the training process).
         resume: continue ``out/last`` (starts fresh when there is none).
+        init: fine-tune: a fresh run starts from this checkpoint's weights (its EMA weights when it
+            has them) instead of a random initialisation; the optimizer, schedule and step start
+            afresh. The checkpoint must be of the same task, and agree on everything the task
+            stores besides the model and data settings (rig, normalisation); the model config may
+            differ only where the weights do not (e.g. dropout, augmentation). Ignored on resume.
         best_metric, best_mode: the evaluation metric that picks ``best/`` and ``min``/``max``.
         max_minutes: wall-clock budget of this process (0 = none); stops cleanly and saves.
         stop_at: stop cleanly (evaluate, save) once this step is reached (0 = run to ``steps``).
@@ -147,6 +152,7 @@ class TrainConfig:
     precision: str = "fp32"
     num_workers: int = 0
     resume: bool = False
+    init: str = ""
     best_metric: str = "val_loss"
     best_mode: str = "min"
     max_minutes: float = 0.0
@@ -583,6 +589,25 @@ def _check_out_folder(out: Path, identity: Mapping[str, Any]) -> None:
                      f"{saved.get('step')}: {hint}")
 
 
+def _init_from(model: nn.Module, path: Path, identity: Mapping[str, Any], master: bool) -> None:
+    """Load the weights of checkpoint ``path`` into ``model`` for fine-tuning (``TrainConfig.init``)."""
+    init = load_checkpoint(path)
+    if init.config.get("task") != identity["task"]:
+        raise CheckpointError(f"--init {path}: a {init.config.get('task')!r} checkpoint, "
+                              f"this is a {identity['task']!r} run")
+    stored = {k: v for k, v in identity.items() if k not in ("task", "model", "data")}
+    diffs = config_differences(init.config, stored)
+    if diffs:
+        raise CheckpointError(f"--init {path}: it was trained for " + "; for ".join(diffs))
+    try:
+        init.load_into(model)  # the EMA weights when it has them
+    except RuntimeError as exc:  # a tensor of another shape: another architecture
+        raise CheckpointError(f"--init {path} does not fit this model (another architecture?): "
+                              + str(exc).splitlines()[0]) from None
+    if master:
+        print(f"initialised from {path} (step {init.config.get('step', '?')})", flush=True)
+
+
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop records after ``step`` (logged by a run that died after its last checkpoint)."""
     if not path.is_file():
@@ -661,6 +686,8 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
     # ---- model, optimizer, schedule, EMA (same initial weights on every rank)
     _seed_everything(cfg.seed)
     raw_model = task.build_model().to(device)
+    if ckpt is None and cfg.init:
+        _init_from(raw_model, Path(cfg.init), identity, master)
     optimizer = build_optimizer(task.trainable_parameters(raw_model), cfg, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     trainable = [p for g in optimizer.param_groups for p in g["params"]]

@@ -113,6 +113,9 @@ class TalkerData:
         eval_steps, eval_samples, eval_windows: DDIM steps, samples per window (S-DIV-U) and
             the number of validation windows used at evaluation.
         stats_windows: training windows measured for the audio encoder's log-mel statistics.
+        oversample: ``{voice prefix: k}``: training clips of those voices count ``k`` times per
+            epoch (:class:`~thunder3d.data.ClipDataset`); the normalisation statistics are those
+            of the plain training set. Stored only when set.
     """
 
     corpus: str
@@ -134,9 +137,11 @@ class TalkerData:
     eval_samples: int = 2
     eval_windows: int = 64
     stats_windows: int = 64
+    oversample: dict | None = None
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
+        self.oversample = dict(self.oversample) if self.oversample else None
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
             raise TrainError(f"unknown coeff_loss {self.coeff_loss!r}; valid: {', '.join(COEFF_LOSSES)}")
@@ -322,7 +327,7 @@ class TalkerTask(CorpusTask):
                             styles=self.styles)
         self.normalizer: Normalizer = compute_stats(probe)
         self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
-                                  normalizer=self.normalizer, styles=self.styles)
+                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample)
         try:
             val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names,
                               normalizer=self.normalizer, styles=self.styles)
@@ -349,8 +354,11 @@ class TalkerTask(CorpusTask):
         return dict(self._model_config)
 
     def checkpoint_config(self) -> dict[str, Any]:
+        data = asdict(self.data)
+        if data["oversample"] is None:  # only when set: earlier runs stay resumable
+            del data["oversample"]
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
-                "styles": list(self.styles), "data": asdict(self.data)}
+                "styles": list(self.styles), "data": data}
 
     def build_model(self) -> nn.Module:
         model = TalkerModel(self._model_config)
