@@ -345,9 +345,9 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
     audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
     if args.audio_cmn:  # only when asked: runs started without the option stay resumable
         audio["cmn"] = True
-    if args.audio != "mel" and (args.audio_warp or args.audio_band_mask):
-        raise ThunderError(f"--audio-warp/--audio-band-mask need the mel encoder, not {args.audio!r}")
     if args.audio_warp or args.audio_band_mask:
+        if args.audio != "mel":
+            raise ThunderError(f"--audio-warp/--audio-band-mask need the mel encoder, not {args.audio!r}")
         audio.update(warp=args.audio_warp, band_mask=args.audio_band_mask)
     if args.audio_path:
         audio["path"] = str(args.audio_path)

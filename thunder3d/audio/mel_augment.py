@@ -57,8 +57,9 @@ def warp_mel(log_mel: Tensor, alpha: Tensor) -> Tensor:
     index = torch.from_numpy(np.clip(index, 0.0, N_MELS - 1)).to(log_mel.device, log_mel.dtype)
     low = index.floor().long().clamp(max=N_MELS - 2)  # [B, 80]
     frac = (index - low.to(index.dtype))[:, None, :]  # [B, 1, 80]
-    gather = lambda idx: torch.gather(log_mel, 2, idx[:, None, :].expand(-1, log_mel.shape[1], -1))  # noqa: E731
-    return gather(low) * (1.0 - frac) + gather(low + 1) * frac
+    below = torch.gather(log_mel, 2, low[:, None, :].expand(-1, log_mel.shape[1], -1))  # [B, M, 80]
+    above = torch.gather(log_mel, 2, (low + 1)[:, None, :].expand(-1, log_mel.shape[1], -1))
+    return below * (1.0 - frac) + above * frac
 
 
 def mask_mel_bands(mel: Tensor, max_width: int, value: float = 0.0) -> Tensor:
