@@ -54,7 +54,10 @@ def test_train_talker_then_sample(tmp_path, capsys):
     capsys.readouterr()
     wrong = [a if a != str(run) else str(tmp_path / "x") for a in args] + ["--audio", "phonetic",
                                                                           "--audio-warp", "0.1"]
-    assert main(wrong) == 2 and "need the mel encoder" in capsys.readouterr().err
+    assert main(wrong) == 2 and "need the mel or hybrid encoder" in capsys.readouterr().err
+    for option in ("--mel-dropout", "--phone-scale"):
+        wrong = [a if a != str(run) else str(tmp_path / "x") for a in args] + [option, "0.3"]
+        assert main(wrong) == 2 and "needs the hybrid encoder" in capsys.readouterr().err
     assert main(args[:5] + [str(tmp_path / "z"), "--oversample", "en"]) == 2
     assert "VOICE_PREFIX=K" in capsys.readouterr().err
     other = [a if a != str(run) else str(tmp_path / "y") for a in args] + ["--dim", "48",

@@ -142,6 +142,15 @@ def cmd_data_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_recognize(args: argparse.Namespace) -> int:
+    from thunder3d.data.recognized import RECOGNIZED_DIR, recognize_corpus
+
+    report = recognize_corpus(args.corpus, args.split, overwrite=args.overwrite,
+                              progress=not args.no_progress)
+    print(f"{report.summary()} -> {args.corpus / RECOGNIZED_DIR}")
+    return 0
+
+
 def cmd_data_from_audio(args: argparse.Namespace) -> int:
     from thunder3d.data.real import from_audio
 
@@ -342,13 +351,19 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
     from thunder3d.train.loop import train
     from thunder3d.train.talker import TalkerData, TalkerTask
 
-    audio = {"kind": args.audio, "out_dim": args.audio_dim} if args.audio == "mel" else {"kind": args.audio}
+    mel = args.audio in ("mel", "hybrid")  # encoders with the learned mel branch
+    audio = {"kind": args.audio, "out_dim": args.audio_dim} if mel else {"kind": args.audio}
     if args.audio_cmn:  # only when asked: runs started without the option stay resumable
         audio["cmn"] = True
     if args.audio_warp or args.audio_band_mask:
-        if args.audio != "mel":
-            raise ThunderError(f"--audio-warp/--audio-band-mask need the mel encoder, not {args.audio!r}")
+        if not mel:
+            raise ThunderError(f"--audio-warp/--audio-band-mask need the mel or hybrid encoder, not {args.audio!r}")
         audio.update(warp=args.audio_warp, band_mask=args.audio_band_mask)
+    for option in ("mel_dropout", "phone_scale"):
+        if getattr(args, option) is not None:
+            if args.audio != "hybrid":
+                raise ThunderError(f"--{option.replace('_', '-')} needs the hybrid encoder, not {args.audio!r}")
+            audio[option] = getattr(args, option)
     if args.audio_path:
         audio["path"] = str(args.audio_path)
     data = TalkerData(
@@ -358,7 +373,7 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
         lambda_m2s=args.lambda_m2s, m2s=str(args.m2s) if args.m2s else None,
         m2s_weighting=args.m2s_weighting, m2s_t_max=args.m2s_t_max, phone_weight=args.phone_weight,
         eval_steps=args.eval_steps, eval_samples=args.eval_samples, eval_windows=args.eval_windows,
-        oversample=_oversample(args.oversample))
+        oversample=_oversample(args.oversample), clean_phone_prob=args.clean_phone_prob)
     model = dict(dim=args.dim, layers=args.layers, heads=args.heads, conv_kernel=args.conv_kernel,
                  dropout=args.dropout, audio_conditioning=args.audio_conditioning)
     diffusion = dict(num_train_timesteps=args.timesteps, schedule=args.noise_schedule)
@@ -574,6 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_data_align)
 
+    p = data_sub.add_parser("recognize", help="recognise every clip's phones once (for the hybrid/phonetic "
+                                              "audio encoders) -> CORPUS/recognized/")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--split", choices=("train", "val", "test"), help="only this split (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="recognise clips that already have phones again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(func=cmd_data_recognize)
+
     p = data_sub.add_parser("from-audio", help="real recordings (+ <name>.txt transcripts) -> pseudo-ground-truth clips")
     p.add_argument("src", type=Path, help="folder of recordings, searched recursively")
     p.add_argument("--out", type=Path, required=True, help="corpus folder")
@@ -624,9 +648,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="train the regressor baseline (no diffusion)")
     p.add_argument("--rig", default=None, help="rig spec (default: the M2S's rig, else builtin)")
     p.add_argument("--window", type=float, default=4.0, help="training window in seconds (2-8)")
-    p.add_argument("--audio", default="mel", help="audio encoder: mel | wav2vec2 | hubert | phonetic")
+    p.add_argument("--audio", default="mel",
+                   help="audio encoder: mel | hybrid (mel + recognised phones; run `data recognize` first) "
+                        "| wav2vec2 | hubert | phonetic")
     p.add_argument("--audio-path", type=Path, help="local model folder for wav2vec2/hubert")
-    p.add_argument("--audio-dim", type=int, default=128, help="features per frame of the mel encoder")
+    p.add_argument("--audio-dim", type=int, default=128, help="features per frame of the mel/hybrid encoder")
+    p.add_argument("--clean-phone-prob", type=float, default=0.0,
+                   help="hybrid/phonetic encoders, training only: probability that an item gets its clip's true "
+                        "phones instead of the recognised ones (0 = off)")
+    p.add_argument("--mel-dropout", type=float, default=None,
+                   help="hybrid encoder, training only: probability of zeroing an item's mel branch (default 0)")
+    p.add_argument("--phone-scale", type=float, default=None,
+                   help="hybrid encoder: input scale of the phone projection, i.e. how fast it learns (default 10)")
     p.add_argument("--audio-cmn", action="store_true",
                    help="mel encoder: subtract each window's mean log-mel per bin (blind to microphone/room colour)")
     p.add_argument("--oversample", action="append", default=None, metavar="VOICE_PREFIX=K",

@@ -8,6 +8,7 @@ from thunder3d.audio.align import (
     align,
     align_detailed,
     align_file,
+    recognize_frame_labels,
     recognize_phones,
 )
 from thunder3d.audio.augment import AugmentConfig, augment
@@ -17,6 +18,7 @@ from thunder3d.audio.encoders import (
     AudioEncoderError,
     HFSpeechEncoder,
     MelEncoder,
+    HybridEncoder,
     PhoneticEncoder,
     build_audio_encoder,
 )
@@ -63,10 +65,11 @@ __all__ = [
     "PHONES", "SIL", "Phone", "Word", "phone_index", "phones_from_json", "phones_to_json",
     "to_frame_labels", "validate_phones",
     "Utterance", "list_variants", "list_voices", "synthesize",
-    "AlignmentResult", "align", "align_detailed", "align_file", "recognize_phones",
+    "AlignmentResult", "align", "align_detailed", "align_file", "recognize_frame_labels",
+    "recognize_phones",
     "AugmentConfig", "augment",
     "griffin_lim", "mel_to_linear", "spectral_convergence", "vocode",
     # audio encoders (25 fps features)
-    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "MelEncoder",
-    "PhoneticEncoder", "build_audio_encoder",
+    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "HybridEncoder",
+    "MelEncoder", "PhoneticEncoder", "build_audio_encoder",
 ]

@@ -38,8 +38,9 @@ from thunder3d.audio.phones import (
     Phone,
     Word,
     fill_silence,
+    to_frame_labels,
 )
-from thunder3d.constants import SAMPLE_RATE
+from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError
 
 FRAME_RATE = 100  # pocketsphinx frames per second
@@ -268,6 +269,39 @@ def recognize_phones(wav: np.ndarray) -> list[Phone]:
         phones = [Phone(s.start_frame / FRAME_RATE, (s.end_frame + 1) / FRAME_RATE, _label(s.word))
                   for s in segments]
     return fill_silence(phones, duration, min_gap=1.0 / FRAME_RATE)
+
+
+def recognize_frame_labels(wav: np.ndarray, num_frames: int, *, chunk_seconds: float = 30.0,
+                           context_seconds: float = 1.0) -> np.ndarray:
+    """Recognised phone index per animation frame, for speech of any length.
+
+    ``wav [N]`` (16 kHz) -> ``[num_frames]`` int64 indices into :data:`~.phones.PHONES` (the phone
+    at each frame centre, :func:`~.phones.to_frame_labels`; ``SIL`` past the audio). Audio up to
+    ``chunk_seconds + context_seconds`` long is decoded in one piece, exactly
+    ``to_frame_labels(recognize_phones(wav), num_frames)``; longer audio in chunks of
+    ``chunk_seconds`` frames, each decoded with ``context_seconds`` of audio on both sides, so
+    pocketsphinx's memory stays bounded and a chunk edge does not cut a phone it labels.
+    """
+    if num_frames < 0:
+        raise AudioError(f"num_frames must be >= 0, got {num_frames}")
+    if chunk_seconds <= 0 or context_seconds < 0:
+        raise AudioError(f"need chunk_seconds > 0 and context_seconds >= 0, got {chunk_seconds}, "
+                         f"{context_seconds}")
+    wav = np.asarray(wav)
+    chunk, context = max(1, round(chunk_seconds * FPS)), round(context_seconds * FPS)
+    labels = np.zeros(num_frames, dtype=np.int64)
+    available = min(num_frames, -(-wav.shape[-1] // SAMPLES_PER_FRAME))  # frames with any audio
+    if available == 0:
+        return labels
+    if available <= chunk + context:
+        labels[:available] = to_frame_labels(recognize_phones(wav), num_frames)[:available]
+        return labels
+    for start in range(0, available, chunk):
+        end = min(start + chunk, available)
+        lo, hi = max(0, start - context), min(available, end + context)
+        piece = wav[lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]
+        labels[start:end] = to_frame_labels(recognize_phones(piece), hi - lo)[start - lo: end - lo]
+    return labels
 
 
 def align_file(path: str | os.PathLike, text: str | None = None) -> list[Phone]:

@@ -23,7 +23,15 @@ wav2vec2    :class:`HFSpeechEncoder` over ``transformers``' ``Wav2Vec2Model`` lo
 hubert      directory (``HubertModel`` for ``hubert``). Frozen (THUNDER-F) or trainable (THUNDER-T).
 phonetic    :class:`PhoneticEncoder`: pocketsphinx phone recognition as smoothed one-hots over
             :data:`~thunder3d.audio.phones.PHONES`; frozen, not differentiable, slow-ish.
+hybrid      :class:`HybridEncoder`: the mel encoder plus a learned projection of the recognised phones
+            (added); the phones carry what is speaker-independent, the mel what they miss.
 ==========  ============================================================================================
+
+Encoders that read recognised phones (``uses_phones``: ``phonetic``, ``hybrid``) also take them
+precomputed, ``forward(wav, num_frames, phones=labels [B, T])`` (indices into ``PHONES``, e.g. from
+:func:`~thunder3d.audio.align.recognize_frame_labels`; negative = ``SIL``): training reads them
+from the corpus's cache, inference recognises a whole input once. Without ``phones`` they
+recognise each item themselves.
 
 Pretrained speech models are never downloaded: ``path`` must be a directory on disk holding a
 ``config.json`` and weights (what ``save_pretrained`` writes); it is opened with
@@ -48,10 +56,11 @@ from torch import Tensor, nn
 
 from thunder3d.audio.features import LogMel
 from thunder3d.audio.mel_augment import mask_mel_bands, warp_mel
+from thunder3d.audio.phones import NUM_PHONES
 from thunder3d.constants import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError
 
-ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic")
+ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic", "hybrid")
 """Valid ``kind`` values of :func:`build_audio_encoder`."""
 
 HF_KINDS = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
@@ -110,10 +119,14 @@ class AudioEncoder(nn.Module):
     """Audio -> frame-aligned features at 25 fps (see the module docstring for the contract).
 
     Subclasses set ``kind``, implement :meth:`encode` on ``[B, N]`` audio that already covers
-    ``T`` frames, and :meth:`config`.
+    ``T`` frames, and :meth:`config`; those that read recognised phones set ``uses_phones``.
     """
 
     kind: str = ""
+    uses_phones: bool = False
+    init_optional: tuple[str, ...] = ()
+    """Submodules whose weights may be missing from a checkpoint this encoder's owner is
+    initialised from (``train --init``): they keep their fresh initialisation."""
 
     @property
     def out_dim(self) -> int:
@@ -129,17 +142,20 @@ class AudioEncoder(nn.Module):
         """JSON-able ``{"kind": ..., **options}``; ``build_audio_encoder(config())`` rebuilds it."""
         raise NotImplementedError
 
-    def encode(self, wav: Tensor, frames: int) -> Tensor:
-        """``[B, N]`` float audio with ``N >= 640 * frames`` -> ``[B, frames, D]``."""
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
+        """``[B, N]`` float audio with ``N >= 640 * frames`` (and, for ``uses_phones`` encoders,
+        optional ``[B, frames]`` phone labels) -> ``[B, frames, D]``."""
         raise NotImplementedError
 
-    def forward(self, wav: Tensor, num_frames: int | None = None) -> Tensor:
+    def forward(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
         """Encode speech.
 
         Args:
             wav: ``[B, N]`` (or ``[N]``) float audio at 16 kHz.
             num_frames: frames to return; defaults to ``N // 640``. May differ from it by one
                 frame (the audio is zero-padded, or its last partial frame is not used).
+            phones: ``[B, T]`` (or ``[T]``) recognised phone indices for ``uses_phones`` encoders
+                (negative = ``SIL``); None: they recognise the audio themselves.
 
         Returns:
             ``[B, T, out_dim]`` (``[T, out_dim]`` for 1-D input); feature ``t`` covers samples
@@ -148,11 +164,22 @@ class AudioEncoder(nn.Module):
         squeeze = isinstance(wav, Tensor) and wav.ndim == 1
         wav = _check_wav(wav[None] if squeeze else wav)
         frames = target_frames(wav.shape[-1], num_frames)
+        if phones is not None:
+            phones = self._check_phones(phones[None] if squeeze else phones, wav.shape[0], frames)
         if frames == 0:
             out = wav.new_zeros(wav.shape[0], 0, self.out_dim)
         else:
-            out = self.encode(pad_to_length(wav, frames * SAMPLES_PER_FRAME), frames)
+            out = self.encode(pad_to_length(wav, frames * SAMPLES_PER_FRAME), frames, phones)
         return out[0] if squeeze else out
+
+    def _check_phones(self, phones: Tensor, batch: int, frames: int) -> Tensor:
+        if not self.uses_phones:
+            raise AudioError(f"the {self.kind!r} audio encoder does not read phone labels")
+        if (not isinstance(phones, Tensor) or phones.is_floating_point() or phones.is_complex()
+                or tuple(phones.shape) != (batch, frames)):
+            what = f"{tuple(phones.shape)} {phones.dtype}" if isinstance(phones, Tensor) else type(phones).__name__
+            raise AudioError(f"phone labels must be integer [B, T] = [{batch}, {frames}], got {what}")
+        return phones.long()
 
     def extra_repr(self) -> str:
         options = {k: v for k, v in self.config().items() if k != "kind"}
@@ -259,7 +286,7 @@ class MelEncoder(AudioEncoder):
             mel = mask_mel_bands(mel, band_mask)
         return mel.reshape(mel.shape[0], frames, MELS_PER_FRAME * N_MELS)  # row t = mel 4t..4t+3
 
-    def encode(self, wav: Tensor, frames: int) -> Tensor:
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
         x = self.mel_features(wav, frames).transpose(1, 2)  # [B, 320, T], channels first for conv
         for i, conv in enumerate(self.convs):
             y = self.dropout(F.gelu(conv(x)))
@@ -427,7 +454,7 @@ class HFSpeechEncoder(AudioEncoder):
         weights = self.layer_weights.softmax(0)
         return torch.einsum("s,sblh->blh", weights, states)
 
-    def encode(self, wav: Tensor, frames: int) -> Tensor:
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
         states = self.hidden_states(wav)  # [B, L, H], L >= 640 T / stride
         steps = max(1, round(frames * SAMPLES_PER_FRAME / self.stride))  # 2 T model frames at 50 Hz
         states = states[:, :steps].transpose(1, 2)  # [B, H, 2T]
@@ -447,36 +474,61 @@ def _read_do_normalize(folder: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- phonetic
+def recognized_labels(wav: Tensor, frames: int) -> Tensor:
+    """Recognised phone index per frame of each item: ``[B, N]`` audio -> ``[B, frames]`` int64
+    (:func:`~thunder3d.audio.align.recognize_frame_labels`, on the CPU, one item after another)."""
+    from thunder3d.audio.align import recognize_frame_labels
+
+    audio = wav.detach().float().cpu().numpy()
+    labels = np.stack([recognize_frame_labels(item, frames) for item in audio])
+    return torch.from_numpy(labels).to(wav.device)
+
+
+def phone_posteriors(labels: Tensor, kernel: Tensor) -> Tensor:
+    """Smoothed one-hots: ``[B, T]`` phone indices (negative = ``SIL``) -> ``[B, T, P]`` float.
+
+    Each one-hot row is smoothed over time by the 3 taps ``kernel`` (edges replicated); with taps
+    ``(s, 1 - 2 s, s)`` rows still sum to 1.
+    """
+    B, T = labels.shape
+    onehot = F.one_hot(labels.clamp(min=0), NUM_PHONES).to(kernel.dtype).transpose(1, 2)  # [B, P, T]
+    padded = F.pad(onehot, (1, 1), mode="replicate")
+    smooth = F.conv1d(padded.reshape(-1, 1, T + 2), kernel.view(1, 1, 3))
+    return smooth.reshape(B, NUM_PHONES, T).transpose(1, 2)
+
+
+def _smoothing_kernel(smoothing: float) -> Tensor:
+    if not 0.0 <= smoothing < 0.25:
+        raise AudioEncoderError(f"phonetic smoothing must be in [0, 0.25), got {smoothing}")
+    s = float(smoothing)
+    return torch.tensor([s, 1.0 - 2.0 * s, s])
+
+
 class PhoneticEncoder(AudioEncoder):
     """Phone-recognition features: pocketsphinx's phones as smoothed one-hots over ``PHONES``.
 
-    Each item is decoded on the CPU (:func:`~thunder3d.audio.align.recognize_phones`, allphone
-    search, no transcript), labelled per frame at the frame centre
-    (:func:`~thunder3d.audio.phones.to_frame_labels`) and one-hot encoded ``[T, 40]``; a 3-tap
-    temporal smoothing ``(s, 1 - 2 s, s)`` then makes them posterior-like (rows sum to 1; the
-    argmax is the recognised phone as long as ``smoothing < 0.25``).
+    Each item is decoded on the CPU (:func:`~thunder3d.audio.align.recognize_frame_labels`,
+    allphone search, no transcript), labelled per frame at the frame centre and one-hot encoded
+    ``[T, 40]``; a 3-tap temporal smoothing ``(s, 1 - 2 s, s)`` then makes them posterior-like
+    (rows sum to 1; the argmax is the recognised phone as long as ``smoothing < 0.25``).
 
     Meant to test whether a speaker-independent, symbolic representation transfers better from
-    the synthetic voices to real ones. It is slow-ish (pocketsphinx runs at a fraction of real
-    time, one item after another; precompute for training), frozen, and not differentiable:
-    the output never requires grad. Its labels inherit :func:`~thunder3d.audio.align.recognize_phones`'s
-    small dependence on pocketsphinx's running cepstral mean, carried over from earlier calls.
+    the synthetic voices to real ones. Recognition runs at about a tenth of real time, one item
+    after another (training reads precomputed labels, ``phones=``); frozen and not
+    differentiable: the output never requires grad. A fresh decoder per item makes the labels a
+    function of the audio alone.
     """
 
     kind = "phonetic"
+    uses_phones = True
 
     def __init__(self, *, smoothing: float = 0.2) -> None:
         super().__init__()
-        if not 0.0 <= smoothing < 0.25:
-            raise AudioEncoderError(f"phonetic smoothing must be in [0, 0.25), got {smoothing}")
         self._options = {"smoothing": float(smoothing)}
-        s = float(smoothing)
-        self.register_buffer("kernel", torch.tensor([s, 1.0 - 2.0 * s, s]), persistent=False)
+        self.register_buffer("kernel", _smoothing_kernel(smoothing), persistent=False)
 
     @property
     def out_dim(self) -> int:
-        from thunder3d.audio.phones import NUM_PHONES
-
         return NUM_PHONES
 
     @property
@@ -486,27 +538,70 @@ class PhoneticEncoder(AudioEncoder):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, **self._options}
 
-    def labels(self, wav: np.ndarray, frames: int) -> np.ndarray:
-        """Recognised phone index per frame: ``[N]`` float audio -> ``[frames]`` int64."""
-        from thunder3d.audio.align import recognize_phones
-        from thunder3d.audio.phones import to_frame_labels
-
-        return to_frame_labels(recognize_phones(wav), frames)
-
     @torch.no_grad()
-    def encode(self, wav: Tensor, frames: int) -> Tensor:
-        audio = wav.detach().float().cpu().numpy()
-        labels = torch.from_numpy(np.stack([self.labels(item, frames) for item in audio]))  # [B, T]
-        onehot = F.one_hot(labels, self.out_dim).float().transpose(1, 2)  # [B, P, T]
-        padded = F.pad(onehot, (1, 1), mode="replicate")
-        smooth = F.conv1d(padded.reshape(-1, 1, frames + 2), self.kernel.cpu().view(1, 1, 3))
-        out = smooth.reshape(onehot.shape).transpose(1, 2)  # [B, T, P]
-        return out.to(device=wav.device, dtype=wav.dtype)
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
+        labels = recognized_labels(wav, frames) if phones is None else phones
+        return phone_posteriors(labels.to(self.kernel.device), self.kernel).to(device=wav.device,
+                                                                               dtype=wav.dtype)
+
+
+class HybridEncoder(MelEncoder):
+    """The mel encoder plus recognised phones: ``mel(wav) + Linear(phone_scale * posteriors(phones))``.
+
+    The mel branch is :class:`MelEncoder` with the same options and parameter names (so a mel
+    model's weights initialise it); the phone branch turns pocketsphinx's recognised phones
+    (:func:`phone_posteriors`, ``[B, T, 40]``) into ``[B, T, out_dim]`` with a Linear that starts at
+    zero: at initialisation the encoder is exactly its mel branch. The phones come from a
+    recogniser trained on real speech, so they carry what the synthetic voices and real ones share;
+    the mel branch keeps timing, loudness and what the recogniser misses.
+
+    Args:
+        out_dim, hidden, layers, kernel, dropout, cmn, warp, band_mask: the mel branch
+            (:class:`MelEncoder`).
+        smoothing: temporal smoothing of the phone one-hots (:class:`PhoneticEncoder`).
+        phone_scale: the posteriors enter the projection multiplied by this. Adam moves a weight by
+            about the learning rate per step whatever its input, so a scale of 10 lets the branch
+            reach the magnitude of the mel features (a few units) ten times sooner, which matters
+            when it is added to a trained mel model at a fine-tuning learning rate.
+        mel_dropout: training only: the probability that an item's mel branch is zeroed, so the
+            model learns to animate from the phones alone too (0 = off).
+    """
+
+    kind = "hybrid"
+    uses_phones = True
+    init_optional = ("phone_proj",)
+
+    def __init__(self, out_dim: int = 256, *, hidden: int = 256, layers: int = 2, kernel: int = 3,
+                 dropout: float = 0.0, cmn: bool = False, warp: float = 0.0, band_mask: int = 0,
+                 smoothing: float = 0.2, phone_scale: float = 10.0, mel_dropout: float = 0.0) -> None:
+        super().__init__(out_dim, hidden=hidden, layers=layers, kernel=kernel, dropout=dropout, cmn=cmn,
+                         warp=warp, band_mask=band_mask)
+        if not 0.0 <= mel_dropout < 1.0:
+            raise AudioEncoderError(f"mel_dropout must be in [0, 1), got {mel_dropout}")
+        if not 0.0 < phone_scale < 1e3:
+            raise AudioEncoderError(f"phone_scale must be in (0, 1000), got {phone_scale}")
+        self._options.update(smoothing=float(smoothing), phone_scale=float(phone_scale),
+                             mel_dropout=float(mel_dropout))
+        self.register_buffer("phone_kernel", _smoothing_kernel(smoothing), persistent=False)
+        self.phone_proj = nn.Linear(NUM_PHONES, out_dim)
+        nn.init.zeros_(self.phone_proj.weight)
+        nn.init.zeros_(self.phone_proj.bias)
+
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
+        mel = super().encode(wav, frames)  # [B, T, D]
+        p = self._options["mel_dropout"]
+        if self.training and p > 0:
+            keep = (torch.rand(mel.shape[0], device=mel.device) >= p).to(mel.dtype)  # [B]
+            mel = mel * keep[:, None, None]
+        labels = recognized_labels(wav, frames) if phones is None else phones
+        post = phone_posteriors(labels.to(wav.device), self.phone_kernel.to(mel.dtype))  # [B, T, 40]
+        return mel + self.phone_proj(self._options["phone_scale"] * post)
 
 
 # --------------------------------------------------------------------------- factory
 _CLASSES: dict[str, type[AudioEncoder]] = {
     "mel": MelEncoder, "wav2vec2": HFSpeechEncoder, "hubert": HFSpeechEncoder, "phonetic": PhoneticEncoder,
+    "hybrid": HybridEncoder,
 }
 
 
@@ -553,7 +648,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 
 __all__ = [
-    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "MelEncoder",
-    "PhoneticEncoder", "build_audio_encoder", "check_pretrained_dir", "conv_geometry",
-    "encoder_options", "normalize_waveform", "target_frames",
+    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "HybridEncoder",
+    "MelEncoder", "PhoneticEncoder", "build_audio_encoder", "check_pretrained_dir", "conv_geometry",
+    "encoder_options", "normalize_waveform", "phone_posteriors", "recognized_labels", "target_frames",
 ]

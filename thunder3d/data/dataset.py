@@ -6,6 +6,8 @@
     coeffs     [W, C]    float32   motion (normalised when the dataset has a Normalizer)
     phones     [W]       int64     phone index per frame (PHONES; SIL where no phone covers the
                                    frame centre), -100 for clips without phones and padding
+    heard      [W]       int64     only with ``recognized=True``: the phones pocketsphinx
+                                   recognises in the clip (:mod:`.recognized`), -100 padding
     mask       [W]       bool      True on real frames
     emotion    []        int64     index into EMOTIONS, -1 if none
     intensity  []        int64     emotion intensity, 0 if none
@@ -14,7 +16,7 @@
     start      int                 first frame of the window in the clip
 
 ``W`` is ``window_seconds * 25`` frames; a clip shorter than that is returned whole (``W = T``)
-and :func:`collate` pads it (audio and coeffs with zeros, ``mask`` False, ``phones`` -100).
+and :func:`collate` pads it (audio and coeffs with zeros, ``mask`` False, ``phones``/``heard`` -100).
 The window of item ``i`` depends only on ``(seed, epoch, i)``: call :meth:`ClipDataset.set_epoch`
 at the start of each epoch to draw new windows.
 
@@ -45,6 +47,7 @@ from thunder3d.data.clip import (
     read_clip_npz,
     read_manifest,
 )
+from thunder3d.data.recognized import read_recognized, recognized_path
 
 PAD_PHONE = -100
 """Phone label of frames without one (``ignore_index`` of :func:`torch.nn.functional.cross_entropy`)."""
@@ -172,6 +175,7 @@ class _Motion:
 
     coeffs: np.ndarray  # [T, C] float32, selected (and normalised) columns
     phones: np.ndarray  # [T] int64
+    heard: np.ndarray | None  # [T] int64 recognised phones, with recognized=True
     emotion: int
     intensity: int
     style: int
@@ -211,13 +215,16 @@ class ClipDataset(torch.utils.data.Dataset):
             count ``k`` times (integer >= 1; the first matching prefix applies). With one window per
             clip, their extra items follow the ``len(ids)`` plain ones (so item ``i < len(ids)``
             is still clip ``i``); with ``windows_per_epoch``, their probability is ``k`` times as high.
+        recognized: also return ``heard``, the recognised phones cached in the corpus
+            (:func:`~thunder3d.data.recognized.read_recognized`; a clip without them is a
+            :class:`DataError` naming ``thunder3d data recognize``).
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
                  rig_coeff_names: Sequence[str] | None = None, seed: int = 0,
                  windows_per_epoch: int | None = None, normalizer: Normalizer | None = None, *,
                  cache_audio: bool = True, styles: Sequence[str] | None = None,
-                 oversample: Mapping[str, int] | None = None) -> None:
+                 oversample: Mapping[str, int] | None = None, recognized: bool = False) -> None:
         window_seconds = float(window_seconds)
         if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
             raise DataError(f"window_seconds must be between {MIN_WINDOW_SECONDS:g} and "
@@ -233,6 +240,13 @@ class ClipDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.windows_per_epoch = None if windows_per_epoch is None else int(windows_per_epoch)
         self.cache_audio = cache_audio
+        self.recognized = bool(recognized)
+        if self.recognized:  # fail now, not at the first batch that meets a clip without them
+            missing = [cid for cid in self.ids if not recognized_path(self.root, cid).is_file()]
+            if missing:
+                raise DataError(f"{len(missing)} of {len(self.ids)} {split} clips (e.g. {missing[0]!r}) "
+                                "have no recognised phones, which this audio encoder reads: run "
+                                f"`thunder3d data recognize {self.root}` once")
         self.styles = tuple(styles) if styles is not None else style_vocabulary(self.root)
         self._style_index = {s: i for i, s in enumerate(self.styles)}
         if rig_coeff_names is not None:
@@ -332,6 +346,7 @@ class ClipDataset(torch.utils.data.Dataset):
             self._motion[k] = _Motion(
                 coeffs=coeffs,
                 phones=labels.astype(np.int64),
+                heard=read_recognized(self.root, cid, num) if self.recognized else None,
                 emotion=EMOTIONS.index(emotion) if emotion in EMOTIONS else -1,
                 intensity=int(fields.get("intensity") or 0),
                 style=self._style_index.get(fields.get("style"), -1),
@@ -371,7 +386,7 @@ class ClipDataset(torch.utils.data.Dataset):
         k, start, frames = self.window(index)
         motion = self._load_motion(k)
         stop = start + frames
-        return {
+        item = {
             "audio": torch.from_numpy(np.array(self._read_audio(k, start, frames), dtype=np.float32)),
             "coeffs": torch.from_numpy(motion.coeffs[start:stop].copy()),
             "phones": torch.from_numpy(motion.phones[start:stop].copy()),
@@ -382,6 +397,9 @@ class ClipDataset(torch.utils.data.Dataset):
             "id": self.ids[k],
             "start": start,
         }
+        if motion.heard is not None:
+            item["heard"] = torch.from_numpy(motion.heard[start:stop].copy())
+        return item
 
 
 def _read_wav_range(path: Path, lo: int, hi: int, clip_id: str) -> np.ndarray:
@@ -403,7 +421,8 @@ def _read_wav_range(path: Path, lo: int, hi: int, clip_id: str) -> np.ndarray:
 def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack items, padding to the longest: ``audio`` ``[B, W*640]``, ``coeffs`` ``[B, W, C]``,
     ``phones`` ``[B, W]`` (-100 padding), ``mask`` ``[B, W]`` (False padding), ``emotion``,
-    ``intensity``, ``style``, ``start`` ``[B]``, ``id`` list of str."""
+    ``intensity``, ``style``, ``start`` ``[B]``, ``id`` list of str; ``heard`` ``[B, W]`` (-100
+    padding) when every item has it."""
     if not batch:
         raise DataError("collate: empty batch")
     frames = max(int(item["coeffs"].shape[0]) for item in batch)
@@ -413,6 +432,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     coeffs = torch.zeros(size, frames, num_coeffs)
     phones = torch.full((size, frames), PAD_PHONE, dtype=torch.long)
     mask = torch.zeros(size, frames, dtype=torch.bool)
+    heard = (torch.full((size, frames), PAD_PHONE, dtype=torch.long)
+             if all("heard" in item for item in batch) else None)
     for b, item in enumerate(batch):
         n = int(item["coeffs"].shape[0])
         if item["coeffs"].shape[1] != num_coeffs:
@@ -422,7 +443,9 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         coeffs[b, :n] = item["coeffs"]
         phones[b, :n] = item["phones"]
         mask[b, :n] = item["mask"]
-    return {
+        if heard is not None:
+            heard[b, :n] = item["heard"]
+    out = {
         "audio": audio, "coeffs": coeffs, "phones": phones, "mask": mask,
         "emotion": torch.stack([torch.as_tensor(i["emotion"]) for i in batch]).long(),
         "intensity": torch.stack([torch.as_tensor(i["intensity"]) for i in batch]).long(),
@@ -430,6 +453,9 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "start": torch.tensor([int(i["start"]) for i in batch], dtype=torch.long),
         "id": [i["id"] for i in batch],
     }
+    if heard is not None:
+        out["heard"] = heard
+    return out
 
 
 __all__ = [

@@ -23,7 +23,9 @@ themselves plus ``|difference| / (F + 1)``.
 Audio features are computed per window from the window's audio plus ``context`` seconds on each
 side (cropped afterwards), so the encoder's receptive field sees the same audio for a frame in
 every window that contains it: no edge effects at seams (exactly so for encoders with a finite
-receptive field shorter than the context, like the default mel encoder).
+receptive field shorter than the context, like the default mel encoder). Encoders that read
+recognised phones (``hybrid``, ``phonetic``) get them from one recognition of the whole input
+(:func:`~thunder3d.audio.align.recognize_frame_labels`, in 30 s chunks), sliced per window.
 
 Randomness: sample ``i`` uses its own generator seeded with ``seed + i`` (initial noise, inpainting
 noise and ``eta`` noise, in a fixed order), so the same seed gives the same output on any device and
@@ -149,9 +151,10 @@ def _as_input(audio: Any, audio_dim: int) -> tuple[Tensor, bool]:
 
 
 def _window_features(model: TalkerModel, source: Tensor, is_features: bool, total: int, start: int,
-                     end: int, context: int, device: torch.device) -> Tensor:
+                     end: int, context: int, device: torch.device, phones: Tensor | None = None) -> Tensor:
     """Features ``[1, end - start, D_a]`` of frames ``[start, end)``, computed with ``context``
-    frames of audio on each side where the sequence has them."""
+    frames of audio on each side where the sequence has them (``phones [total]``: the recognised
+    phones of the whole input, for encoders that read them)."""
     if is_features:
         return source[start:end].to(device)[None]
     lo, hi = max(0, start - context), min(total, end + context)
@@ -159,7 +162,8 @@ def _window_features(model: TalkerModel, source: Tensor, is_features: bool, tota
     need = (hi - lo) * SAMPLES_PER_FRAME
     if wav.shape[0] < need:  # the last partial frame: zero-padded
         wav = torch.nn.functional.pad(wav, (0, need - wav.shape[0]))
-    feats = model.encode_audio(wav.to(device)[None], hi - lo)  # [1, hi - lo, D_a]
+    labels = None if phones is None else phones[lo:hi].to(device)[None]
+    feats = model.encode_audio(wav.to(device)[None], hi - lo, labels)  # [1, hi - lo, D_a]
     return feats[:, start - lo: end - lo]
 
 
@@ -213,6 +217,11 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     plan = plan_windows(total, W, O, None if fade is None else round(fade * FPS),
                         inpaint=not deterministic)
     ctx = max(0, round(context * FPS))
+    phones = None  # an encoder that reads phones: recognise the whole input once, not every window
+    if model.uses_phones and not is_features:
+        from thunder3d.audio.align import recognize_frame_labels
+
+        phones = torch.from_numpy(recognize_frame_labels(source.numpy(), total))
     out = torch.zeros(samples, total, C)  # normalised, on the CPU
     generators = [torch.Generator().manual_seed(int(seed) + k) for k in range(samples)]
 
@@ -227,7 +236,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
             sampler.set_timesteps(int(steps))
         for win in plan:
             length = win.end - win.start
-            feats = _window_features(model, source, is_features, total, win.start, win.end, ctx, device)
+            feats = _window_features(model, source, is_features, total, win.start, win.end, ctx, device,
+                                     phones)
             feats = feats.expand(samples, -1, -1)
             labels = {"emotion": torch.full((samples,), e, device=device),
                       "intensity": torch.full((samples,), i, device=device),

@@ -38,7 +38,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -102,13 +102,19 @@ class Checkpoint:
             return self.ema_state_dict
         return self.state_dict
 
-    def load_into(self, model: nn.Module, *, ema: bool | None = None, strict: bool = True) -> nn.Module:
-        """Copy :meth:`weights` into ``model`` (unwrapping DDP); clear error on a layout mismatch."""
+    def load_into(self, model: nn.Module, *, ema: bool | None = None, strict: bool = True,
+                  optional: Sequence[str] = ()) -> nn.Module:
+        """Copy :meth:`weights` into ``model`` (unwrapping DDP); clear error on a layout mismatch.
+
+        ``optional``: key prefixes the checkpoint may lack even when ``strict`` (those parameters
+        keep the model's own initialisation).
+        """
         model = getattr(model, "module", model)
         result = model.load_state_dict(self.weights(ema), strict=False)
         problems = []
-        if result.missing_keys and strict:
-            problems.append(f"missing {_few(result.missing_keys)}")
+        missing = [k for k in result.missing_keys if not k.startswith(tuple(optional))]
+        if missing and strict:
+            problems.append(f"missing {_few(missing)}")
         if result.unexpected_keys and strict:
             problems.append(f"unexpected {_few(result.unexpected_keys)}")
         if problems:

@@ -122,7 +122,9 @@ class TrainConfig:
             has them) instead of a random initialisation; the optimizer, schedule and step start
             afresh. The checkpoint must be of the same task, and agree on everything the task
             stores besides the model and data settings (rig, normalisation); the model config may
-            differ only where the weights do not (e.g. dropout, augmentation). Ignored on resume.
+            differ only where the weights do not (e.g. dropout, augmentation), or by submodules the
+            model declares new (``init_optional``, e.g. the hybrid audio encoder's phone branch,
+            which starts at zero). Ignored on resume.
         best_metric, best_mode: the evaluation metric that picks ``best/`` and ``min``/``max``.
         max_minutes: wall-clock budget of this process (0 = none); stops cleanly and saves.
         stop_at: stop cleanly (evaluate, save) once this step is reached (0 = run to ``steps``).
@@ -599,8 +601,11 @@ def _init_from(model: nn.Module, path: Path, identity: Mapping[str, Any], master
     diffs = config_differences(init.config, stored)
     if diffs:
         raise CheckpointError(f"--init {path}: it was trained for " + "; for ".join(diffs))
+    # submodules a model declares new (e.g. the hybrid encoder's phone branch) may be missing
+    optional = [f"{name}.{sub}." if name else f"{sub}."
+                for name, module in model.named_modules() for sub in getattr(module, "init_optional", ())]
     try:
-        init.load_into(model)  # the EMA weights when it has them
+        init.load_into(model, optional=optional)  # the EMA weights when it has them
     except RuntimeError as exc:  # a tensor of another shape: another architecture
         raise CheckpointError(f"--init {path} does not fit this model (another architecture?): "
                               + str(exc).splitlines()[0]) from None

@@ -116,6 +116,9 @@ class TalkerData:
         oversample: ``{voice prefix: k}``: training clips of those voices count ``k`` times per
             epoch (:class:`~thunder3d.data.ClipDataset`); the normalisation statistics are those
             of the plain training set. Stored only when set.
+        clean_phone_prob: for audio encoders that read recognised phones: the probability that a
+            training item gets its clip's true phones (the TTS timings) instead of the recognised
+            ones, so the model also learns what exact phones mean. Stored only when set.
     """
 
     corpus: str
@@ -138,6 +141,7 @@ class TalkerData:
     eval_windows: int = 64
     stats_windows: int = 64
     oversample: dict | None = None
+    clean_phone_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
@@ -152,6 +156,8 @@ class TalkerData:
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:
                 raise TrainError(f"{name} must be a finite number >= 0, got {value}")
+        if not 0.0 <= float(self.clean_phone_prob) <= 1.0:
+            raise TrainError(f"clean_phone_prob must be in [0, 1], got {self.clean_phone_prob}")
         if int(self.m2s_t_max) < 0:
             raise TrainError(f"m2s_t_max must be >= 0 (0 = no cut-off), got {self.m2s_t_max}")
         if self.m2s_weighting == "tmax" and int(self.m2s_t_max) == 0:
@@ -210,12 +216,19 @@ class TalkerModel(nn.Module):
     def audio_dim(self) -> int:
         return self.cfg.audio_dim
 
-    def encode_audio(self, wav: Tensor, num_frames: int | None = None) -> Tensor:
-        """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``."""
-        return self.audio_encoder(wav, num_frames)
+    @property
+    def uses_phones(self) -> bool:
+        """True when the audio encoder reads recognised phones (``phones=`` of :meth:`encode_audio`)."""
+        return self.audio_encoder.uses_phones
+
+    def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
+        """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``; ``phones [B, T]``:
+        recognised phone labels for encoders that read them (else they recognise the audio)."""
+        return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None)
 
     def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
-                style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None) -> Tensor:
+                style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
+                phones: Tensor | None = None) -> Tensor:
         """The training forward pass (all trainable computation, so DDP synchronises it).
 
         Args:
@@ -223,11 +236,12 @@ class TalkerModel(nn.Module):
             mask: ``[B, T]`` bool, True on valid frames.
             emotion, intensity, style: ``[B]`` labels (see :class:`~thunder3d.models.denoiser.Denoiser`).
             x_t, t: ``[B, T, C]`` noisy normalised coefficients and ``[B]`` timesteps (denoiser only).
+            phones: ``[B, T]`` recognised phones (the batch's ``heard``) for encoders that read them.
         Returns:
             ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
             prediction), zero on padded frames.
         """
-        features = self.encode_audio(wav, mask.shape[1])
+        features = self.encode_audio(wav, mask.shape[1], phones)
         return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
 
     def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,
@@ -323,21 +337,25 @@ class TalkerTask(CorpusTask):
         # ---- data: normalisation over every training frame, style vocabulary
         self.styles = style_vocabulary(data.corpus)
         names = rig.coeff_names
+        encoder = build_audio_encoder(data.audio)
+        if data.clean_phone_prob > 0 and not encoder.uses_phones:
+            raise TrainError(f"clean_phone_prob needs an audio encoder that reads phones, not {encoder.kind!r}")
         probe = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
                             styles=self.styles)
         self.normalizer: Normalizer = compute_stats(probe)
+        heard = encoder.uses_phones  # the recognised phones cached in the corpus
         self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
-                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample)
+                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample,
+                                  recognized=heard)
         try:
             val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names,
-                              normalizer=self.normalizer, styles=self.styles)
+                              normalizer=self.normalizer, styles=self.styles, recognized=heard)
         except DataError:
             val = None  # a corpus without a val split: no evaluation, no best/
         if val is not None and len(val) > data.eval_windows:
             val = torch.utils.data.Subset(val, range(data.eval_windows))
         self._val = val
         # ---- model config
-        encoder = build_audio_encoder(data.audio)
         net_cls = RegressorConfig if data.deterministic else DenoiserConfig
         net = net_cls(coeff_dim=rig.num_coeffs, audio_dim=encoder.out_dim, num_styles=len(self.styles),
                       **dict(model or {}))
@@ -355,8 +373,9 @@ class TalkerTask(CorpusTask):
 
     def checkpoint_config(self) -> dict[str, Any]:
         data = asdict(self.data)
-        if data["oversample"] is None:  # only when set: earlier runs stay resumable
-            del data["oversample"]
+        for key, unset in (("oversample", None), ("clean_phone_prob", 0.0)):
+            if data[key] == unset:  # only when set: earlier runs stay resumable
+                del data[key]
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
                 "styles": list(self.styles), "data": data}
 
@@ -402,13 +421,17 @@ class TalkerTask(CorpusTask):
         B = coeffs.shape[0]
         cond = {"emotion": batch["emotion"], "intensity": batch["intensity"], "style": batch["style"]}
         t = None
+        heard = batch.get("heard")
+        if heard is not None and self.data.clean_phone_prob > 0 and model.training:
+            clean = torch.rand(B, device=heard.device) < self.data.clean_phone_prob  # [B]
+            heard = torch.where(clean[:, None], batch["phones"], heard)
         if self.schedule is None:
-            x0_hat = model(batch["audio"], mask, **cond)
+            x0_hat = model(batch["audio"], mask, **cond, phones=heard)
         else:
             t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
             noise = torch.randn_like(coeffs)
             x_t = self.schedule.add_noise(coeffs, noise, t)
-            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t)
+            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard)
             x0_hat = self.schedule.pred_x0(out, x_t, t)
         d = self.data
         logs: dict[str, Tensor] = {}
@@ -496,7 +519,7 @@ class TalkerTask(CorpusTask):
             mask = batch["mask"]
             device = mask.device
             rig = rig.to(device)
-            features = model.encode_audio(batch["audio"], mask.shape[1])
+            features = model.encode_audio(batch["audio"], mask.shape[1], batch.get("heard"))
             preds = [self.denormalize(self.sample_normalised(model, features, batch, generator))
                      for _ in range(n_samples)]
             gt = self.denormalize(batch["coeffs"])
