@@ -87,7 +87,7 @@ def test_hybrid_starts_as_its_mel_branch_and_then_hears_the_phones(speech):
     hybrid = build_audio_encoder(HYBRID).eval()
     assert isinstance(hybrid, HybridEncoder) and hybrid.uses_phones and not mel.uses_phones
     assert build_audio_encoder(hybrid.config()).config() == hybrid.config()
-    assert hybrid.config()["kind"] == "hybrid" and hybrid.config()["phone_scale"] == 10.0
+    assert hybrid.config()["kind"] == "hybrid" and hybrid.config()["phone_scale"] == 100.0
     result = hybrid.load_state_dict(mel.state_dict(), strict=False)  # a mel model's weights fit
     assert sorted(result.missing_keys) == ["phone_proj.bias", "phone_proj.weight"]
     assert not result.unexpected_keys and hybrid.init_optional == ("phone_proj",)
@@ -125,7 +125,7 @@ def test_mel_dropout_acts_in_training_only():
     x = 0.1 * torch.randn(16, 40 * SAMPLES_PER_FRAME)
     labels = torch.randint(0, len(PHONES), (16, 40))
     with torch.no_grad():
-        phones_only = hybrid.phone_proj(10.0 * phone_posteriors(labels, hybrid.phone_kernel))
+        phones_only = hybrid.phone_proj(100.0 * phone_posteriors(labels, hybrid.phone_kernel))
         hybrid.train()
         out = hybrid(x, phones=labels)
         dropped = [b for b in range(16) if torch.allclose(out[b], phones_only[b])]

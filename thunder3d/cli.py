@@ -659,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mel-dropout", type=float, default=None,
                    help="hybrid encoder, training only: probability of zeroing an item's mel branch (default 0)")
     p.add_argument("--phone-scale", type=float, default=None,
-                   help="hybrid encoder: input scale of the phone projection, i.e. how fast it learns (default 10)")
+                   help="hybrid encoder: input scale of the phone projection, i.e. how fast it learns (default 100)")
     p.add_argument("--audio-cmn", action="store_true",
                    help="mel encoder: subtract each window's mean log-mel per bin (blind to microphone/room colour)")
     p.add_argument("--oversample", action="append", default=None, metavar="VOICE_PREFIX=K",

@@ -560,9 +560,10 @@ class HybridEncoder(MelEncoder):
             (:class:`MelEncoder`).
         smoothing: temporal smoothing of the phone one-hots (:class:`PhoneticEncoder`).
         phone_scale: the posteriors enter the projection multiplied by this. Adam moves a weight by
-            about the learning rate per step whatever its input, so a scale of 10 lets the branch
-            reach the magnitude of the mel features (a few units) ten times sooner, which matters
-            when it is added to a trained mel model at a fine-tuning learning rate.
+            about the learning rate per step whatever its input, so a scale of 100 lets the branch
+            reach the magnitude of the mel features (a few units) a hundred times sooner; added to
+            a trained mel model at a fine-tuning learning rate, a scale of 10 left it at a fiftieth
+            of the mel branch after 500 steps.
         mel_dropout: training only: the probability that an item's mel branch is zeroed, so the
             model learns to animate from the phones alone too (0 = off).
     """
@@ -573,7 +574,7 @@ class HybridEncoder(MelEncoder):
 
     def __init__(self, out_dim: int = 256, *, hidden: int = 256, layers: int = 2, kernel: int = 3,
                  dropout: float = 0.0, cmn: bool = False, warp: float = 0.0, band_mask: int = 0,
-                 smoothing: float = 0.2, phone_scale: float = 10.0, mel_dropout: float = 0.0) -> None:
+                 smoothing: float = 0.2, phone_scale: float = 100.0, mel_dropout: float = 0.0) -> None:
         super().__init__(out_dim, hidden=hidden, layers=layers, kernel=kernel, dropout=dropout, cmn=cmn,
                          warp=warp, band_mask=band_mask)
         if not 0.0 <= mel_dropout < 1.0:
