@@ -1,11 +1,12 @@
 """The product path against its targets: 10 s of speech -> one animation -> a 512² MP4 with sound,
 and the peak memory of animating 10 minutes.
 
-    python benchmarks/animate.py [--model PATH] [--threads 2] [--json F]
+    python benchmarks/animate.py [--model PATH] [--threads 2] [--recognizer words|phones] [--json F]
 
 - **animate**: ``Animator.animate`` on 10 s of espeak-ng speech (sentences concatenated, cut to
   10 s), one sample at the default 10 DDIM steps; target ≤ 2 s (median of ``--repeats`` after a
-  warm-up).
+  warm-up). A model that reads recognised phones recognises them inside this time, with its own
+  recogniser unless ``--recognizer`` says otherwise.
 - **render**: :func:`thunder3d.export.write_mp4` of that animation at 512x512 with the audio
   (h264 + AAC); target ≤ 15 s.
 - **memory**: a fresh process animates a 10-minute 16 kHz wav file (the same speech repeated)
@@ -81,7 +82,7 @@ def _child(args: argparse.Namespace) -> None:
     from thunder3d.inference import Animator
 
     t0 = time.perf_counter()
-    [anim] = Animator.from_pretrained(args.child_model).animate(args.wav, steps=args.steps)
+    [anim] = Animator.from_pretrained(args.child_model, recognizer=args.recognizer).animate(args.wav, steps=args.steps)
     print(json.dumps({"frames": anim.num_frames, "wall_s": round(time.perf_counter() - t0, 1),
                       "peak_rss_mb": round(peak_rss_mb(), 1)}))
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-animate", type=float, default=2.0, help="seconds (default 2)")
     ap.add_argument("--target-render", type=float, default=15.0, help="seconds (default 15)")
     ap.add_argument("--target-memory", type=float, default=2.0, help="GB (default 2)")
+    ap.add_argument("--recognizer", choices=("words", "phones"), default=None,
+                    help="how a model that reads phones recognises them (default: the model's)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child-model", help=argparse.SUPPRESS)
     ap.add_argument("--wav", help=argparse.SUPPRESS)
@@ -117,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model, which = resolve_model(args.model, tmp, args.dim, args.layers)
-        print(f"model: {which}")
+        print(f"model: {which}" + (f"; recognizer {args.recognizer}" if args.recognizer else ""))
         t0 = time.perf_counter()
-        animator = Animator.from_pretrained(model)
+        animator = Animator.from_pretrained(model, recognizer=args.recognizer)
         load_s = time.perf_counter() - t0
         wav = ten_seconds(args.seconds)
         animator.animate(wav[: 2 * SAMPLE_RATE], steps=args.steps)  # warm-up
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(wav[: min(wav.size, n - start)])
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child-model", model, "--wav", str(long_path),
                "--threads", str(args.threads), "--steps", str(args.steps)]
+        if args.recognizer:
+            cmd += ["--recognizer", args.recognizer]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE)
         if out.returncode != 0:
             raise RuntimeError(f"memory child failed:\n{out.stderr[-2000:]}")
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.long_minutes:g} min animated in {child['wall_s']} s ({child['frames']} frames)")
     print_table(rows)
     if args.json:
-        result = {"model": which, "machine": facts, "threads": args.threads, "steps": args.steps,
+        result = {"model": which, "recognizer": args.recognizer, "machine": facts, "threads": args.threads, "steps": args.steps,
                   "seconds": args.seconds, "size": args.size, "load_s": round(load_s, 3),
                   "animate_s": [round(t, 3) for t in times], "animate_median_s": round(animate_s, 3),
                   "render_s": round(render_s, 3), "video": streams, "long_minutes": args.long_minutes,

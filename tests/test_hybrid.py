@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from thunder3d.audio.align import recognize_frame_labels, recognize_phones
+from thunder3d.audio.align import recognize_frame_labels, recognize_phones, recognize_words
 from thunder3d.audio.encoders import (
     HybridEncoder,
     MelEncoder,
@@ -21,7 +21,7 @@ from thunder3d.cli import main
 from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.data.clip import DataError
 from thunder3d.data.dataset import PAD_PHONE, ClipDataset, collate
-from thunder3d.data.recognized import read_recognized, recognize_corpus, recognized_path
+from thunder3d.data.recognized import read_recognized, recognize_corpus, recognized_dir, recognized_path
 from thunder3d.errors import AudioError
 from thunder3d.inference import generate
 from thunder3d.train.checkpoint import load_checkpoint
@@ -69,6 +69,27 @@ def test_frame_labels_of_any_length(speech):
         recognize_frame_labels(wav, -1)
     with pytest.raises(AudioError, match="chunk_seconds"):
         recognize_frame_labels(wav, T, chunk_seconds=0)
+
+
+def test_word_recognition_gives_the_phones_of_its_words(speech):
+    wav, T = speech
+    result = recognize_words(wav)
+    words = [w.text for w in result.words]
+    assert len(words) >= 8 and not result.added_words  # about the 15 words of the two sentences
+    assert result.phones[0].start == 0.0 and abs(result.phones[-1].end - len(wav) / 16000) < 1e-6
+    assert all(a.end == b.start for a, b in zip(result.phones, result.phones[1:]))  # no gaps
+    assert all(w.start < w.end for w in result.words)
+    labels = recognize_frame_labels(wav, T, method="words")
+    assert np.array_equal(labels, to_frame_labels(result.phones, T))  # one piece: exact
+    assert np.isin(labels, [phone_index(p) for p in ("B", "P", "M")]).any()
+    assert (labels != phone_index(SIL)).mean() > 0.5
+    chunked = recognize_frame_labels(wav, T, method="words", chunk_seconds=2.0, context_seconds=0.5)
+    assert chunked.shape == (T,) and (chunked != phone_index(SIL)).mean() > 0.4
+    with pytest.raises(AudioError, match="unknown recognition method"):
+        recognize_frame_labels(wav, T, method="wordz")
+    # silence: nothing recognised, all SIL, no error
+    quiet = recognize_words(np.zeros(16000, np.float32))
+    assert [p.label for p in quiet.phones] == [SIL] and quiet.words == []
 
 
 def test_phone_posteriors_are_smoothed_one_hots():
@@ -137,6 +158,39 @@ def test_mel_dropout_acts_in_training_only():
     assert torch.allclose(out[kept], full[kept])
 
 
+def test_mel_gain_and_recognizer_options(speech):
+    wav, T = speech
+    torch.manual_seed(0)
+    hybrid = build_audio_encoder({**HYBRID, "mel_dropout": 0.5})
+    assert "mel_gain" not in hybrid.config() and "recognizer" not in hybrid.config()  # only when set
+    weak = build_audio_encoder({**HYBRID, "mel_dropout": 0.5, "mel_gain": 0.25, "recognizer": "words"})
+    assert weak.config()["mel_gain"] == 0.25 and weak.recognizer == "words" and hybrid.recognizer == "phones"
+    assert build_audio_encoder(weak.config()).config() == weak.config()
+    weak.load_state_dict(hybrid.state_dict())
+    x = torch.from_numpy(wav)[None]
+    labels = torch.from_numpy(recognize_frame_labels(wav, T))[None]
+    with torch.no_grad():
+        torch.nn.init.normal_(hybrid.phone_proj.weight, std=0.01)
+        weak.phone_proj.weight.copy_(hybrid.phone_proj.weight)
+        hybrid.eval(), weak.eval()
+        phones_only = hybrid.phone_proj(100.0 * phone_posteriors(labels, hybrid.phone_kernel))
+        full, scaled = hybrid(x, phones=labels), weak(x, phones=labels)
+        assert torch.allclose(scaled - phones_only, 0.25 * (full - phones_only), atol=1e-4)
+        weak.train()  # training is untouched by the gain (the dropout decides)
+        torch.manual_seed(1)
+        a = weak(x.repeat(8, 1), phones=labels.repeat(8, 1))
+        hybrid.train()
+        torch.manual_seed(1)
+        b = hybrid(x.repeat(8, 1), phones=labels.repeat(8, 1))
+        assert torch.allclose(a, b)
+        weak.eval()  # without phones the encoder recognises words itself
+        assert torch.equal(weak(x), weak(x, phones=recognized_labels(x, T, "words")))
+    for bad in ({"mel_gain": 1.5}, {"mel_gain": -0.1}, {"recognizer": "letters"}):
+        with pytest.raises(AudioError):
+            build_audio_encoder({**HYBRID, **bad})
+    assert build_audio_encoder({"kind": "phonetic", "recognizer": "words"}).recognizer == "words"
+
+
 # --------------------------------------------------------------------------- the corpus cache
 def test_recognised_phones_are_cached_and_windowed(heard_corpus, tmp_path):
     ids = [p.stem for p in sorted((heard_corpus / "recognized").glob("*.json"))]
@@ -168,6 +222,25 @@ def test_data_recognize_command(tmp_path, capsys):
     assert "recognised 1 clips (2 already cached)" in capsys.readouterr().out
     phones = json.loads(recognized_path(corpus, "c0").read_text())
     assert phones and {"start", "end", "label"} <= set(phones[0])
+
+
+def test_word_recognition_cache_lives_beside_the_phone_one(tmp_path, capsys):
+    corpus = make_corpus(tmp_path / "c", n_train=2, n_val=1)
+    assert recognized_dir(corpus) == corpus / "recognized"
+    assert recognized_dir(corpus, "words") == corpus / "recognized-words"
+    with pytest.raises(DataError, match="unknown recognizer"):
+        recognized_dir(corpus, "letters")
+    with pytest.raises(DataError, match="data recognize .* --recognizer words"):
+        ClipDataset(corpus, "train", 2.0, recognized=True, recognizer="words")
+    assert main(["data", "recognize", str(corpus), "--recognizer", "words", "--no-progress"]) == 0
+    assert "recognised 3 clips (0 already cached)" in capsys.readouterr().out
+    assert not (corpus / "recognized").exists()
+    data = ClipDataset(corpus, "train", 2.0, recognized=True, recognizer="words")
+    clip, start, frames = data.window(0)
+    expected = read_recognized(corpus, data.ids[clip], data.num_frames(clip), "words")[start:start + frames]
+    assert np.array_equal(data[0]["heard"].numpy(), expected)
+    with pytest.raises(DataError, match="thunder3d data recognize"):
+        ClipDataset(corpus, "train", 2.0, recognized=True)  # the phone-loop cache is another one
 
 
 # --------------------------------------------------------------------------- training and sampling

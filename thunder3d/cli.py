@@ -143,11 +143,11 @@ def cmd_data_align(args: argparse.Namespace) -> int:
 
 
 def cmd_data_recognize(args: argparse.Namespace) -> int:
-    from thunder3d.data.recognized import RECOGNIZED_DIR, recognize_corpus
+    from thunder3d.data.recognized import recognize_corpus, recognized_dir
 
-    report = recognize_corpus(args.corpus, args.split, overwrite=args.overwrite,
+    report = recognize_corpus(args.corpus, args.split, recognizer=args.recognizer, overwrite=args.overwrite,
                               progress=not args.no_progress)
-    print(f"{report.summary()} -> {args.corpus / RECOGNIZED_DIR}")
+    print(f"{report.summary()} -> {recognized_dir(args.corpus, args.recognizer)}")
     return 0
 
 
@@ -359,10 +359,12 @@ def cmd_train_talker(args: argparse.Namespace) -> int:
         if not mel:
             raise ThunderError(f"--audio-warp/--audio-band-mask need the mel or hybrid encoder, not {args.audio!r}")
         audio.update(warp=args.audio_warp, band_mask=args.audio_band_mask)
-    for option in ("mel_dropout", "phone_scale"):
+    for option in ("mel_dropout", "phone_scale", "mel_gain", "recognizer"):
         if getattr(args, option) is not None:
-            if args.audio != "hybrid":
-                raise ThunderError(f"--{option.replace('_', '-')} needs the hybrid encoder, not {args.audio!r}")
+            allowed = ("hybrid", "phonetic") if option == "recognizer" else ("hybrid",)
+            if args.audio not in allowed:
+                raise ThunderError(f"--{option.replace('_', '-')} needs the {' or '.join(allowed)} encoder, "
+                                   f"not {args.audio!r}")
             audio[option] = getattr(args, option)
     if args.audio_path:
         audio["path"] = str(args.audio_path)
@@ -492,7 +494,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
         if (out / (sub or "") / f"{path.stem}.wav").resolve() == path.resolve():
             raise ThunderError(f"writing into {out} would overwrite the input {path} with its 16 kHz "
                                "copy; choose another output folder")
-    animator = Animator.from_pretrained(args.model, device=args.device, rig=args.rig)
+    animator = Animator.from_pretrained(args.model, device=args.device, rig=args.rig, recognizer=args.recognizer,
+                                        mel_gain=args.mel_gain)
     if "csv" in formats:
         check_arkit_names(animator.rig.coeff_names)
     with _WarningsToStderr():
@@ -522,6 +525,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.wav is not None:
         audio, label = args.wav, None
     else:
+        encoder = animator.model.audio_encoder
+        if hasattr(encoder, "mel_gain"):  # synthetic speech: the settings for the training corpus's voices
+            encoder.mel_gain, encoder.recognizer = 1.0, "phones"
         from thunder3d.audio.tts import synthesize
 
         text = args.text or DEMO_TEXT
@@ -593,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "audio encoders) -> CORPUS/recognized/")
     p.add_argument("corpus", type=Path)
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split (default: all)")
+    p.add_argument("--recognizer", choices=("phones", "words"), default="phones",
+                   help="phones: pocketsphinx's phone loop -> CORPUS/recognized/; words: word recognition + the "
+                        "phones of the hypothesis -> CORPUS/recognized-words/ (default phones)")
     p.add_argument("--overwrite", action="store_true", help="recognise clips that already have phones again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
@@ -660,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hybrid encoder, training only: probability of zeroing an item's mel branch (default 0)")
     p.add_argument("--phone-scale", type=float, default=None,
                    help="hybrid encoder: input scale of the phone projection, i.e. how fast it learns (default 100)")
+    p.add_argument("--mel-gain", type=float, default=None,
+                   help="hybrid encoder, outside training: weight of the mel branch (default 1)")
+    p.add_argument("--recognizer", choices=("phones", "words"), default=None,
+                   help="hybrid/phonetic encoders: how phones are recognised, phone loop or words (default phones; "
+                        "training reads the matching `data recognize --recognizer` cache)")
     p.add_argument("--audio-cmn", action="store_true",
                    help="mel encoder: subtract each window's mean log-mel per bin (blind to microphone/room colour)")
     p.add_argument("--oversample", action="append", default=None, metavar="VOICE_PREFIX=K",
@@ -725,6 +739,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
     p.add_argument("--guidance", type=float, default=None,
                    help="audio guidance scale (default: what the model recommends, else 1)")
+    p.add_argument("--recognizer", choices=("words", "phones"), default=None,
+                   help="models that read recognised phones: words (accurate, the shipped model's) or phones "
+                        "(faster, about 0.1 s less per second of speech); default: the model's")
+    p.add_argument("--mel-gain", type=float, default=None,
+                   help="hybrid models: weight of the mel features, 0-1 (default: the model's; the shipped model "
+                        "uses 0.25 for human voices; for espeak/festival speech --mel-gain 1 --recognizer phones)")
     p.add_argument("--cond-guidance", type=float, default=1.0,
                    help="emotion/intensity/style guidance scale (default 1; 0 ignores them)")
     p.add_argument("--size", type=int, default=512, help="MP4 pixels per sample (default 512)")

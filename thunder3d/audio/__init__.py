@@ -10,6 +10,7 @@ from thunder3d.audio.align import (
     align_file,
     recognize_frame_labels,
     recognize_phones,
+    recognize_words,
 )
 from thunder3d.audio.augment import AugmentConfig, augment
 from thunder3d.audio.encoders import (
@@ -66,7 +67,7 @@ __all__ = [
     "to_frame_labels", "validate_phones",
     "Utterance", "list_variants", "list_voices", "synthesize",
     "AlignmentResult", "align", "align_detailed", "align_file", "recognize_frame_labels",
-    "recognize_phones",
+    "recognize_phones", "recognize_words",
     "AugmentConfig", "augment",
     "griffin_lim", "mel_to_linear", "spectral_convergence", "vocode",
     # audio encoders (25 fps features)

@@ -31,7 +31,10 @@ Encoders that read recognised phones (``uses_phones``: ``phonetic``, ``hybrid``)
 precomputed, ``forward(wav, num_frames, phones=labels [B, T])`` (indices into ``PHONES``, e.g. from
 :func:`~thunder3d.audio.align.recognize_frame_labels`; negative = ``SIL``): training reads them
 from the corpus's cache, inference recognises a whole input once. Without ``phones`` they
-recognise each item themselves.
+recognise each item themselves. Their ``recognizer`` option picks how
+(:data:`~thunder3d.audio.align.RECOGNIZERS`): ``"phones"``, pocketsphinx's phone loop (the
+default), or ``"words"``, word recognition with its language model and the phones of that
+hypothesis (three times slower, half the phone errors on real speech).
 
 Pretrained speech models are never downloaded: ``path`` must be a directory on disk holding a
 ``config.json`` and weights (what ``save_pretrained`` writes); it is opened with
@@ -124,6 +127,7 @@ class AudioEncoder(nn.Module):
 
     kind: str = ""
     uses_phones: bool = False
+    recognizer: str = "phones"  # how a uses_phones encoder recognises audio it gets without phones
     init_optional: tuple[str, ...] = ()
     """Submodules whose weights may be missing from a checkpoint this encoder's owner is
     initialised from (``train --init``): they keep their fresh initialisation."""
@@ -474,13 +478,13 @@ def _read_do_normalize(folder: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- phonetic
-def recognized_labels(wav: Tensor, frames: int) -> Tensor:
+def recognized_labels(wav: Tensor, frames: int, method: str = "phones") -> Tensor:
     """Recognised phone index per frame of each item: ``[B, N]`` audio -> ``[B, frames]`` int64
     (:func:`~thunder3d.audio.align.recognize_frame_labels`, on the CPU, one item after another)."""
     from thunder3d.audio.align import recognize_frame_labels
 
     audio = wav.detach().float().cpu().numpy()
-    labels = np.stack([recognize_frame_labels(item, frames) for item in audio])
+    labels = np.stack([recognize_frame_labels(item, frames, method=method) for item in audio])
     return torch.from_numpy(labels).to(wav.device)
 
 
@@ -495,6 +499,14 @@ def phone_posteriors(labels: Tensor, kernel: Tensor) -> Tensor:
     padded = F.pad(onehot, (1, 1), mode="replicate")
     smooth = F.conv1d(padded.reshape(-1, 1, T + 2), kernel.view(1, 1, 3))
     return smooth.reshape(B, NUM_PHONES, T).transpose(1, 2)
+
+
+def _check_recognizer(recognizer: str) -> str:
+    from thunder3d.audio.align import RECOGNIZERS
+
+    if recognizer not in RECOGNIZERS:
+        raise AudioEncoderError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
+    return recognizer
 
 
 def _smoothing_kernel(smoothing: float) -> Tensor:
@@ -522,9 +534,12 @@ class PhoneticEncoder(AudioEncoder):
     kind = "phonetic"
     uses_phones = True
 
-    def __init__(self, *, smoothing: float = 0.2) -> None:
+    def __init__(self, *, smoothing: float = 0.2, recognizer: str = "phones") -> None:
         super().__init__()
+        self.recognizer = _check_recognizer(recognizer)
         self._options = {"smoothing": float(smoothing)}
+        if recognizer != "phones":  # stored only when set: older configs stay as they were
+            self._options["recognizer"] = recognizer
         self.register_buffer("kernel", _smoothing_kernel(smoothing), persistent=False)
 
     @property
@@ -540,7 +555,7 @@ class PhoneticEncoder(AudioEncoder):
 
     @torch.no_grad()
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
-        labels = recognized_labels(wav, frames) if phones is None else phones
+        labels = recognized_labels(wav, frames, self.recognizer) if phones is None else phones
         return phone_posteriors(labels.to(self.kernel.device), self.kernel).to(device=wav.device,
                                                                                dtype=wav.dtype)
 
@@ -566,6 +581,10 @@ class HybridEncoder(MelEncoder):
             of the mel branch after 500 steps.
         mel_dropout: training only: the probability that an item's mel branch is zeroed, so the
             model learns to animate from the phones alone too (0 = off).
+        mel_gain: outside training, the mel branch is multiplied by this (1 = as trained). A model
+            trained with ``mel_dropout`` knows both ends, 0 (phones alone) and 1; in between the
+            phones weigh more against a mel spectrum unlike the training voices'.
+        recognizer: how phones are recognised from audio given without them (module docstring).
     """
 
     kind = "hybrid"
@@ -574,19 +593,37 @@ class HybridEncoder(MelEncoder):
 
     def __init__(self, out_dim: int = 256, *, hidden: int = 256, layers: int = 2, kernel: int = 3,
                  dropout: float = 0.0, cmn: bool = False, warp: float = 0.0, band_mask: int = 0,
-                 smoothing: float = 0.2, phone_scale: float = 100.0, mel_dropout: float = 0.0) -> None:
+                 smoothing: float = 0.2, phone_scale: float = 100.0, mel_dropout: float = 0.0,
+                 mel_gain: float = 1.0, recognizer: str = "phones") -> None:
         super().__init__(out_dim, hidden=hidden, layers=layers, kernel=kernel, dropout=dropout, cmn=cmn,
                          warp=warp, band_mask=band_mask)
         if not 0.0 <= mel_dropout < 1.0:
             raise AudioEncoderError(f"mel_dropout must be in [0, 1), got {mel_dropout}")
         if not 0.0 < phone_scale < 1e3:
             raise AudioEncoderError(f"phone_scale must be in (0, 1000), got {phone_scale}")
+        self.recognizer = _check_recognizer(recognizer)
         self._options.update(smoothing=float(smoothing), phone_scale=float(phone_scale),
                              mel_dropout=float(mel_dropout))
+        self.mel_gain = mel_gain
+        if recognizer != "phones":  # stored only when set: older configs stay as they were
+            self._options["recognizer"] = recognizer
         self.register_buffer("phone_kernel", _smoothing_kernel(smoothing), persistent=False)
         self.phone_proj = nn.Linear(NUM_PHONES, out_dim)
         nn.init.zeros_(self.phone_proj.weight)
         nn.init.zeros_(self.phone_proj.bias)
+
+    @property
+    def mel_gain(self) -> float:
+        """Weight of the mel branch outside training (the ``mel_gain`` option)."""
+        return self._options.get("mel_gain", 1.0)
+
+    @mel_gain.setter
+    def mel_gain(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise AudioEncoderError(f"mel_gain must be in [0, 1], got {value}")
+        self._options.pop("mel_gain", None)
+        if value != 1.0:  # stored only when set: older configs stay as they were
+            self._options["mel_gain"] = float(value)
 
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
         mel = super().encode(wav, frames)  # [B, T, D]
@@ -594,7 +631,9 @@ class HybridEncoder(MelEncoder):
         if self.training and p > 0:
             keep = (torch.rand(mel.shape[0], device=mel.device) >= p).to(mel.dtype)  # [B]
             mel = mel * keep[:, None, None]
-        labels = recognized_labels(wav, frames) if phones is None else phones
+        elif not self.training:
+            mel = mel * self.mel_gain
+        labels = recognized_labels(wav, frames, self.recognizer) if phones is None else phones
         post = phone_posteriors(labels.to(wav.device), self.phone_kernel.to(mel.dtype))  # [B, T, 40]
         return mel + self.phone_proj(self._options["phone_scale"] * post)
 

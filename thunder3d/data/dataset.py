@@ -218,13 +218,15 @@ class ClipDataset(torch.utils.data.Dataset):
         recognized: also return ``heard``, the recognised phones cached in the corpus
             (:func:`~thunder3d.data.recognized.read_recognized`; a clip without them is a
             :class:`DataError` naming ``thunder3d data recognize``).
+        recognizer: which recogniser's cache ``heard`` comes from (``"phones"`` or ``"words"``).
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
                  rig_coeff_names: Sequence[str] | None = None, seed: int = 0,
                  windows_per_epoch: int | None = None, normalizer: Normalizer | None = None, *,
                  cache_audio: bool = True, styles: Sequence[str] | None = None,
-                 oversample: Mapping[str, int] | None = None, recognized: bool = False) -> None:
+                 oversample: Mapping[str, int] | None = None, recognized: bool = False,
+                 recognizer: str = "phones") -> None:
         window_seconds = float(window_seconds)
         if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
             raise DataError(f"window_seconds must be between {MIN_WINDOW_SECONDS:g} and "
@@ -241,12 +243,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.windows_per_epoch = None if windows_per_epoch is None else int(windows_per_epoch)
         self.cache_audio = cache_audio
         self.recognized = bool(recognized)
+        self.recognizer = recognizer
         if self.recognized:  # fail now, not at the first batch that meets a clip without them
-            missing = [cid for cid in self.ids if not recognized_path(self.root, cid).is_file()]
+            missing = [cid for cid in self.ids if not recognized_path(self.root, cid, recognizer).is_file()]
             if missing:
+                flag = "" if recognizer == "phones" else f" --recognizer {recognizer}"
                 raise DataError(f"{len(missing)} of {len(self.ids)} {split} clips (e.g. {missing[0]!r}) "
                                 "have no recognised phones, which this audio encoder reads: run "
-                                f"`thunder3d data recognize {self.root}` once")
+                                f"`thunder3d data recognize {self.root}{flag}` once")
         self.styles = tuple(styles) if styles is not None else style_vocabulary(self.root)
         self._style_index = {s: i for i, s in enumerate(self.styles)}
         if rig_coeff_names is not None:
@@ -346,7 +350,7 @@ class ClipDataset(torch.utils.data.Dataset):
             self._motion[k] = _Motion(
                 coeffs=coeffs,
                 phones=labels.astype(np.int64),
-                heard=read_recognized(self.root, cid, num) if self.recognized else None,
+                heard=read_recognized(self.root, cid, num, self.recognizer) if self.recognized else None,
                 emotion=EMOTIONS.index(emotion) if emotion in EMOTIONS else -1,
                 intensity=int(fields.get("intensity") or 0),
                 style=self._style_index.get(fields.get("style"), -1),

@@ -5,7 +5,9 @@ recognised phones (no transcript) as input. At inference they are recognised fro
 training reads them from ``<corpus>/recognized/<id>.json`` (the phones JSON of
 :func:`~thunder3d.audio.phones.phones_to_json`, from
 :func:`~thunder3d.audio.align.recognize_phones` on the clip's wav), written once by
-``thunder3d data recognize CORPUS`` (:func:`recognize_corpus`). These are not the clip's own
+``thunder3d data recognize CORPUS`` (:func:`recognize_corpus`). The phones of the ``"words"``
+recogniser (:func:`~thunder3d.audio.align.recognize_words`) live beside them in
+``<corpus>/recognized-words/`` (``data recognize CORPUS --recognizer words``). These are not the clip's own
 ``phones`` (the TTS timings): a model should learn from what the recogniser hears, errors included,
 because that is what it gets on new speech.
 """
@@ -27,26 +29,40 @@ from thunder3d.utils.io import atomic_write_text
 RECOGNIZED_DIR = "recognized"
 
 
-def recognized_path(root: str | os.PathLike, clip_id: str) -> Path:
-    """``<root>/recognized/<id>.json``."""
-    return Path(root) / RECOGNIZED_DIR / f"{clip_id}.json"
+def recognized_dir(root: str | os.PathLike, recognizer: str = "phones") -> Path:
+    """``<root>/recognized`` for the phone recogniser, ``<root>/recognized-<recognizer>`` for others."""
+    from thunder3d.audio.align import RECOGNIZERS
+
+    if recognizer not in RECOGNIZERS:
+        raise DataError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
+    return Path(root) / (RECOGNIZED_DIR if recognizer == "phones" else f"{RECOGNIZED_DIR}-{recognizer}")
 
 
-def read_recognized(root: str | os.PathLike, clip_id: str, num_frames: int) -> np.ndarray:
+def _command(root, recognizer: str) -> str:
+    return f"thunder3d data recognize {root}" + ("" if recognizer == "phones" else f" --recognizer {recognizer}")
+
+
+def recognized_path(root: str | os.PathLike, clip_id: str, recognizer: str = "phones") -> Path:
+    """``<root>/recognized[-<recognizer>]/<id>.json``."""
+    return recognized_dir(root, recognizer) / f"{clip_id}.json"
+
+
+def read_recognized(root: str | os.PathLike, clip_id: str, num_frames: int,
+                    recognizer: str = "phones") -> np.ndarray:
     """The cached recognised phones of a clip as frame labels ``[num_frames]`` int64.
 
     Raises:
         DataError: no cache for the clip (naming the command that writes it) or an unreadable one.
     """
-    path = recognized_path(root, clip_id)
+    path = recognized_path(root, clip_id, recognizer)
     if not path.is_file():
         raise DataError(f"clip {clip_id!r} has no recognised phones ({path}); this audio encoder reads "
-                        f"them: run `thunder3d data recognize {root}` once")
+                        f"them: run `{_command(root, recognizer)}` once")
     try:
         phones = phones_from_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, AudioError) as exc:
         raise DataError(f"{path}: unreadable recognised phones ({exc}); delete it and run "
-                        f"`thunder3d data recognize {root}` again") from None
+                        f"`{_command(root, recognizer)}` again") from None
     return to_frame_labels(phones, num_frames, fps=FPS)
 
 
@@ -61,21 +77,23 @@ class RecognizeReport:
         return f"recognised {len(self.written)} clips ({self.skipped} already cached)"
 
 
-def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, overwrite: bool = False,
-                     progress: bool = False) -> RecognizeReport:
+def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, recognizer: str = "phones",
+                     overwrite: bool = False, progress: bool = False) -> RecognizeReport:
     """Recognise the phones of every clip (of ``split``, or all) and cache them (module docstring).
 
+    ``recognizer``: ``"phones"`` or ``"words"`` (:data:`~thunder3d.audio.align.RECOGNIZERS`).
     Resumable: clips that already have a cache are skipped unless ``overwrite``. Each file is
     written to a temporary name and renamed, so an interruption leaves no half file.
     """
-    from thunder3d.audio.align import recognize_phones
+    from thunder3d.audio.align import recognize_phones, recognize_words
 
     root = Path(root)
+    recognized_dir(root, recognizer)  # an unknown recogniser fails before any work
     ids = corpus_clips(root, split)
     report = RecognizeReport()
     todo = []
     for cid in ids:
-        if not overwrite and recognized_path(root, cid).is_file():
+        if not overwrite and recognized_path(root, cid, recognizer).is_file():
             report.skipped += 1
         else:
             todo.append(cid)
@@ -86,8 +104,9 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, overw
         bar = tqdm(total=len(todo), unit="clip", desc="recognise", dynamic_ncols=True)
     try:
         for cid in todo:
-            phones = recognize_phones(load_clip(root, cid).audio)
-            atomic_write_text(recognized_path(root, cid), phones_to_json(phones))
+            audio = load_clip(root, cid).audio
+            phones = recognize_phones(audio) if recognizer == "phones" else recognize_words(audio).phones
+            atomic_write_text(recognized_path(root, cid, recognizer), phones_to_json(phones))
             report.written.append(cid)
             if bar is not None:
                 bar.update(1)
@@ -97,4 +116,5 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, overw
     return report
 
 
-__all__ = ["RECOGNIZED_DIR", "RecognizeReport", "read_recognized", "recognize_corpus", "recognized_path"]
+__all__ = ["RECOGNIZED_DIR", "RecognizeReport", "read_recognized", "recognize_corpus", "recognized_dir",
+           "recognized_path"]

@@ -207,7 +207,8 @@ class Animator:
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, *,
                         device: str | torch.device = "cpu", rig: str | Rig | dict | None = None,
-                        ema: bool = True) -> Animator:
+                        ema: bool = True, recognizer: str | None = None,
+                        mel_gain: float | None = None) -> Animator:
         """Load a talker.
 
         Args:
@@ -217,12 +218,37 @@ class Animator:
             rig: animate this rig (spec, config or :class:`~thunder3d.rigs.Rig`) instead of the
                 checkpoint's; an ARKit rig for an ARKit model (coefficients retargeted by name).
             ema: use the EMA weights when the checkpoint has them.
+            recognizer: for a model that reads recognised phones, how to recognise them instead
+                of the checkpoint's choice: ``"words"`` (word recognition, what the shipped model
+                uses: lip-sync on real speech) or ``"phones"`` (the phone loop, about a second faster
+                per 10 s of speech, less accurate).
+            mel_gain: for a hybrid model, the weight of its mel branch instead of the checkpoint's
+                (0-1; the shipped model: 0.25, tuned for human voices; synthetic voices like its
+                training corpus's do better at 1 with ``recognizer="phones"``, see the model card).
         Raises:
-            CheckpointError: no such model, the shipped model is not installed, or not a talker.
+            CheckpointError: no such model, the shipped model is not installed, or not a talker;
+                a ``recognizer`` for a model that reads no phones, or an unknown one; a
+                ``mel_gain`` for a model without a hybrid encoder, or outside [0, 1].
             RigError: ``rig`` cannot be driven by the checkpoint's coefficients.
         """
         path = _resolve_model(path_or_name)
         model, trained_rig, normalizer, config = load_talker(path, device, ema=ema)
+        if recognizer is not None:
+            from thunder3d.audio.align import RECOGNIZERS
+
+            if not model.uses_phones:
+                raise CheckpointError(f"recognizer={recognizer!r}: the model at {path} reads no phones "
+                                      f"(audio encoder {model.audio_encoder.kind!r})")
+            if recognizer not in RECOGNIZERS:
+                raise CheckpointError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
+            model.audio_encoder.recognizer = recognizer
+        if mel_gain is not None:
+            if not hasattr(model.audio_encoder, "mel_gain"):
+                raise CheckpointError(f"mel_gain={mel_gain!r}: the model at {path} has no hybrid audio encoder "
+                                      f"({model.audio_encoder.kind!r})")
+            if not 0.0 <= mel_gain <= 1.0:
+                raise CheckpointError(f"mel_gain must be in [0, 1], got {mel_gain}")
+            model.audio_encoder.mel_gain = float(mel_gain)
         return cls(model, trained_rig, normalizer, config, rig=rig, device=device, path=path)
 
     # ------------------------------------------------------------------ facts

@@ -221,7 +221,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     if model.uses_phones and not is_features:
         from thunder3d.audio.align import recognize_frame_labels
 
-        phones = torch.from_numpy(recognize_frame_labels(source.numpy(), total))
+        phones = torch.from_numpy(recognize_frame_labels(source.numpy(), total,
+                                                         method=model.audio_encoder.recognizer))
     out = torch.zeros(samples, total, C)  # normalised, on the CPU
     generators = [torch.Generator().manual_seed(int(seed) + k) for k in range(samples)]
 

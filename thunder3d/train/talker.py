@@ -346,10 +346,11 @@ class TalkerTask(CorpusTask):
         heard = encoder.uses_phones  # the recognised phones cached in the corpus
         self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
                                   normalizer=self.normalizer, styles=self.styles, oversample=data.oversample,
-                                  recognized=heard)
+                                  recognized=heard, recognizer=encoder.recognizer)
         try:
             val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names,
-                              normalizer=self.normalizer, styles=self.styles, recognized=heard)
+                              normalizer=self.normalizer, styles=self.styles, recognized=heard,
+                              recognizer=encoder.recognizer)
         except DataError:
             val = None  # a corpus without a val split: no evaluation, no best/
         if val is not None and len(val) > data.eval_windows:
