@@ -313,28 +313,38 @@ def _alignment_phones(alignment) -> tuple[list[Phone], list[Word]]:
     return phones, words
 
 
+def check_recognizer(method: str, what: str = "recognizer") -> str:
+    """``method`` if it is one of :data:`RECOGNIZERS`, else an :class:`AudioError` listing them
+    (``what``: the name the message gives it)."""
+    if method not in RECOGNIZERS:
+        raise AudioError(f"unknown {what} {method!r}; valid: {', '.join(RECOGNIZERS)}")
+    return method
+
+
+def recognize(wav: np.ndarray, method: str = "phones") -> list[Phone]:
+    """Phones of speech without a transcript: :func:`recognize_phones` (``"phones"``) or the phones
+    of :func:`recognize_words` (``"words"``)."""
+    check_recognizer(method)
+    return recognize_phones(wav) if method == "phones" else recognize_words(wav).phones
+
+
 def recognize_frame_labels(wav: np.ndarray, num_frames: int, *, method: str = "phones",
                            chunk_seconds: float = 30.0, context_seconds: float = 1.0) -> np.ndarray:
     """Recognised phone index per animation frame, for speech of any length.
 
     ``wav [N]`` (16 kHz) -> ``[num_frames]`` int64 indices into :data:`~.phones.PHONES` (the phone
-    at each frame centre, :func:`~.phones.to_frame_labels`; ``SIL`` past the audio). ``method``:
-    ``"phones"`` (:func:`recognize_phones`) or ``"words"`` (the phones of :func:`recognize_words`).
-    Audio up to ``chunk_seconds + context_seconds`` long is decoded in one piece (exactly the
-    frame labels of that function's phones); longer audio in chunks of
+    at each frame centre, :func:`~.phones.to_frame_labels`; ``SIL`` past the audio), recognised by
+    :func:`recognize` with ``method``. Audio up to ``chunk_seconds + context_seconds`` long is
+    decoded in one piece (exactly the frame labels of ``recognize(wav, method)``); longer audio in chunks of
     ``chunk_seconds`` frames, each decoded with ``context_seconds`` of audio on both sides, so
     pocketsphinx's memory stays bounded and a chunk edge does not cut a phone it labels.
     """
-    if method not in RECOGNIZERS:
-        raise AudioError(f"unknown recognition method {method!r}; valid: {', '.join(RECOGNIZERS)}")
+    check_recognizer(method, "recognition method")
     if num_frames < 0:
         raise AudioError(f"num_frames must be >= 0, got {num_frames}")
     if chunk_seconds <= 0 or context_seconds < 0:
         raise AudioError(f"need chunk_seconds > 0 and context_seconds >= 0, got {chunk_seconds}, "
                          f"{context_seconds}")
-
-    def recognize(piece: np.ndarray) -> list[Phone]:
-        return recognize_phones(piece) if method == "phones" else recognize_words(piece).phones
 
     wav = np.asarray(wav)
     chunk, context = max(1, round(chunk_seconds * FPS)), round(context_seconds * FPS)
@@ -343,13 +353,13 @@ def recognize_frame_labels(wav: np.ndarray, num_frames: int, *, method: str = "p
     if available == 0:
         return labels
     if available <= chunk + context:
-        labels[:available] = to_frame_labels(recognize(wav), num_frames)[:available]
+        labels[:available] = to_frame_labels(recognize(wav, method), num_frames)[:available]
         return labels
     for start in range(0, available, chunk):
         end = min(start + chunk, available)
         lo, hi = max(0, start - context), min(available, end + context)
         piece = wav[lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]
-        labels[start:end] = to_frame_labels(recognize(piece), hi - lo)[start - lo: end - lo]
+        labels[start:end] = to_frame_labels(recognize(piece, method), hi - lo)[start - lo: end - lo]
     return labels
 
 

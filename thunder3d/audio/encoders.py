@@ -501,14 +501,6 @@ def phone_posteriors(labels: Tensor, kernel: Tensor) -> Tensor:
     return smooth.reshape(B, NUM_PHONES, T).transpose(1, 2)
 
 
-def _check_recognizer(recognizer: str) -> str:
-    from thunder3d.audio.align import RECOGNIZERS
-
-    if recognizer not in RECOGNIZERS:
-        raise AudioEncoderError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
-    return recognizer
-
-
 def _smoothing_kernel(smoothing: float) -> Tensor:
     if not 0.0 <= smoothing < 0.25:
         raise AudioEncoderError(f"phonetic smoothing must be in [0, 0.25), got {smoothing}")
@@ -535,8 +527,10 @@ class PhoneticEncoder(AudioEncoder):
     uses_phones = True
 
     def __init__(self, *, smoothing: float = 0.2, recognizer: str = "phones") -> None:
+        from thunder3d.audio.align import check_recognizer
+
         super().__init__()
-        self.recognizer = _check_recognizer(recognizer)
+        self.recognizer = check_recognizer(recognizer)
         self._options = {"smoothing": float(smoothing)}
         if recognizer != "phones":  # stored only when set: older configs stay as they were
             self._options["recognizer"] = recognizer
@@ -601,7 +595,9 @@ class HybridEncoder(MelEncoder):
             raise AudioEncoderError(f"mel_dropout must be in [0, 1), got {mel_dropout}")
         if not 0.0 < phone_scale < 1e3:
             raise AudioEncoderError(f"phone_scale must be in (0, 1000), got {phone_scale}")
-        self.recognizer = _check_recognizer(recognizer)
+        from thunder3d.audio.align import check_recognizer
+
+        self.recognizer = check_recognizer(recognizer)
         self._options.update(smoothing=float(smoothing), phone_scale=float(phone_scale),
                              mel_dropout=float(mel_dropout))
         self.mel_gain = mel_gain

@@ -31,10 +31,12 @@ RECOGNIZED_DIR = "recognized"
 
 def recognized_dir(root: str | os.PathLike, recognizer: str = "phones") -> Path:
     """``<root>/recognized`` for the phone recogniser, ``<root>/recognized-<recognizer>`` for others."""
-    from thunder3d.audio.align import RECOGNIZERS
+    from thunder3d.audio.align import check_recognizer
 
-    if recognizer not in RECOGNIZERS:
-        raise DataError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
+    try:
+        check_recognizer(recognizer)
+    except AudioError as exc:
+        raise DataError(str(exc)) from None
     return Path(root) / (RECOGNIZED_DIR if recognizer == "phones" else f"{RECOGNIZED_DIR}-{recognizer}")
 
 
@@ -85,7 +87,7 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, recog
     Resumable: clips that already have a cache are skipped unless ``overwrite``. Each file is
     written to a temporary name and renamed, so an interruption leaves no half file.
     """
-    from thunder3d.audio.align import recognize_phones, recognize_words
+    from thunder3d.audio.align import recognize
 
     root = Path(root)
     recognized_dir(root, recognizer)  # an unknown recogniser fails before any work
@@ -104,8 +106,7 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, recog
         bar = tqdm(total=len(todo), unit="clip", desc="recognise", dynamic_ncols=True)
     try:
         for cid in todo:
-            audio = load_clip(root, cid).audio
-            phones = recognize_phones(audio) if recognizer == "phones" else recognize_words(audio).phones
+            phones = recognize(load_clip(root, cid).audio, recognizer)
             atomic_write_text(recognized_path(root, cid, recognizer), phones_to_json(phones))
             report.written.append(cid)
             if bar is not None:

@@ -42,7 +42,7 @@ from thunder3d.audio.io import audio_info, iter_audio_blocks, to_mono_16k
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
 from thunder3d.data.expression import EMOTIONS, check_emotion, check_intensity
-from thunder3d.errors import CheckpointError, RigError, ThunderError
+from thunder3d.errors import AudioError, CheckpointError, RigError, ThunderError
 from thunder3d.inference.sampling import generate, plan_windows
 from thunder3d.rigs import Rig, load_rig
 from thunder3d.train.talker import TalkerModel, load_talker
@@ -233,22 +233,22 @@ class Animator:
         """
         path = _resolve_model(path_or_name)
         model, trained_rig, normalizer, config = load_talker(path, device, ema=ema)
-        if recognizer is not None:
-            from thunder3d.audio.align import RECOGNIZERS
+        encoder = model.audio_encoder
+        if recognizer is not None and not model.uses_phones:
+            raise CheckpointError(f"recognizer={recognizer!r}: the model at {path} reads no phones "
+                                  f"(audio encoder {encoder.kind!r})")
+        if mel_gain is not None and not hasattr(encoder, "mel_gain"):
+            raise CheckpointError(f"mel_gain={mel_gain!r}: the model at {path} has no hybrid audio encoder "
+                                  f"({encoder.kind!r})")
+        try:  # the encoder checks the values
+            if recognizer is not None:
+                from thunder3d.audio.align import check_recognizer
 
-            if not model.uses_phones:
-                raise CheckpointError(f"recognizer={recognizer!r}: the model at {path} reads no phones "
-                                      f"(audio encoder {model.audio_encoder.kind!r})")
-            if recognizer not in RECOGNIZERS:
-                raise CheckpointError(f"unknown recognizer {recognizer!r}; valid: {', '.join(RECOGNIZERS)}")
-            model.audio_encoder.recognizer = recognizer
-        if mel_gain is not None:
-            if not hasattr(model.audio_encoder, "mel_gain"):
-                raise CheckpointError(f"mel_gain={mel_gain!r}: the model at {path} has no hybrid audio encoder "
-                                      f"({model.audio_encoder.kind!r})")
-            if not 0.0 <= mel_gain <= 1.0:
-                raise CheckpointError(f"mel_gain must be in [0, 1], got {mel_gain}")
-            model.audio_encoder.mel_gain = float(mel_gain)
+                encoder.recognizer = check_recognizer(recognizer)
+            if mel_gain is not None:
+                encoder.mel_gain = float(mel_gain)
+        except AudioError as exc:
+            raise CheckpointError(str(exc)) from None
         return cls(model, trained_rig, normalizer, config, rig=rig, device=device, path=path)
 
     # ------------------------------------------------------------------ facts
