@@ -107,8 +107,9 @@ def save_untrained_talker(path: Path, dim: int = 192, layers: int = 4, audio_dim
     return save_checkpoint(path, model=model, config=config)
 
 
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark in MB: ``VmHWM`` of ``/proc/self/status``.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's resident-set high-water mark in MB: ``VmHWM`` of ``/proc/PID/status`` (this
+    process by default).
 
     Not ``ru_maxrss``: on Linux a process started by fork + exec keeps the ``ru_maxrss`` of the
     forked copy of its parent, so a child of a large process (a benchmark, pytest) reports at least
@@ -116,12 +117,25 @@ def peak_rss_mb() -> float:
     fallback where there is no ``/proc``.
     """
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
-        pass
+        if pid != "self":
+            return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_peak_rss_mb() -> float:
+    """Sum of the ``VmHWM`` of this process's running child processes in MB (helpers such as the
+    speech recognition workers; 0 without ``/proc``)."""
+    pids = set()
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids.update(children.read_text().split())
+        except OSError:
+            pass
+    return sum(peak_rss_mb(pid) for pid in pids)
 
 
 def machine(threads: int) -> dict:

@@ -153,6 +153,19 @@ def test_the_recognizer_of_a_phone_reading_model_can_be_chosen(run):
         Animator.from_pretrained(run, mel_gain=0.5)
 
 
+def test_loading_a_phone_reading_model_starts_its_recognition_workers(monkeypatch):
+    from thunder3d.audio.align import WORKERS_ENV, recognizer_pool
+
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    pool = recognizer_pool("phones")
+    pool.close()
+    Animator.from_pretrained(recognizer="phones")
+    try:
+        assert len(pool.pids) == 1  # loading pocketsphinx while the caller reads its audio
+    finally:
+        pool.close()
+
+
 def test_a_rig_the_model_cannot_drive_is_refused(run, tmp_path):
     from test_flame import synthetic_flame, write_npz
 

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "thunder3d"
 
 # layer rank of each top-level part of the package; a module may import only equal or lower ranks
 RANK = {
-    "constants": 0, "errors": 0, "utils": 0,
+    "constants": 0, "errors": 0, "utils": 0, "sphinx": 0,
     "rigs": 1, "audio": 1,
     "data": 2,
     "models": 3,

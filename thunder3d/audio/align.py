@@ -19,16 +19,23 @@ dictionary, and a warning names them.
 Digital silence (exact zeros, as synthetic speech has) breaks pocketsphinx's energy
 normalisation, so a faint seeded noise floor (-80 dBFS) is added to every input; results are
 deterministic. If the grammar search cannot reach the end of the transcript, alignment is retried
-once with wider beams. A fresh decoder is built for every utterance (0.2-0.4 s: a decoder carries
-its noise estimate from one utterance to the next), under a lock.
+once with wider beams. Alignment builds a fresh decoder for every utterance (0.15 s); recognition
+reuses one, reset so that it gives exactly a fresh decoder's result (:mod:`thunder3d.sphinx`);
+pocketsphinx runs under a lock.
+:func:`recognize_frame_labels` and :func:`recognize_all` hand the utterances (or chunks of a long
+one) to worker processes that decode in parallel and build their decoders ahead
+(:func:`recognition_workers`); results do not depend on how many there are.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import os
 import re
 import threading
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,24 +51,13 @@ from thunder3d.audio.phones import (
 )
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError
+from thunder3d.sphinx import FRAME_RATE, RECOGNIZERS, RecognizerPool, alignment_raw, decode, make_decoder, recognize_pcm
 
-FRAME_RATE = 100  # pocketsphinx frames per second
 # Seeded Gaussian noise (standard deviation, full scale = 1) added to every input: about 3 LSB of
 # 16-bit audio (-80 dBFS), far below any recording's own noise floor, but it replaces the exact
 # zeros of synthetic speech, whose log energy wrecks pocketsphinx's cepstral normalisation.
 _NOISE_FLOOR = 1e-4
-# First-pass options: no bestpath rescoring (it can leave a phone 1 frame long, which the 3-state
-# HMMs of the second pass cannot align). The retry uses wider beams.
-_ALIGN_ARGS = {"bestpath": False}
-_RETRY_ARGS = {"bestpath": False, "beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100}
-# allphone: a light phone-bigram LM weight (pocketsphinx's word-LM default of 6.5 is far too
-# heavy for phones) and the default insertion penalty
-_ALLPHONE_ARGS = {"lw": 2.0, "pip": 1.0, "beam": 1e-60, "pbeam": 1e-60}
-# word recognition: the first (tree) pass only, at most 1500 active HMMs a frame and the top-2
-# Gaussians: about a tenth of real time on one core, with more frames right on the LibriVox clips
-# (0.93) than pocketsphinx's defaults (0.89, at twice the time)
-_WORD_ARGS = {"fwdflat": False, "bestpath": False, "maxhmmpf": 1500, "maxwpf": 5, "topn": 2}
-RECOGNIZERS = ("phones", "words")
+WORKERS_ENV = "THUNDER3D_RECOGNITION_WORKERS"  # worker processes for recognize_frame_labels/recognize_all
 
 
 @dataclass
@@ -105,41 +101,50 @@ def normalize_text(text: str) -> list[str]:
 
 
 # ---- decoders ------------------------------------------------------------------------------------
-class _Decoders:
-    """Builds a fresh pocketsphinx decoder for every utterance.
+# A fresh decoder per utterance (thunder3d.sphinx explains why); in-process decoding happens under
+# this lock, so threads never share pocketsphinx state.
+_LOCK = threading.RLock()
+_IN_PROCESS: dict[str, object] = {}  # kind -> the decoder recognize() reuses (reset every time)
+_POOLS: dict[tuple[str, int], RecognizerPool] = {}
 
-    A decoder carries state from one utterance to the next (its running cepstral mean and noise
-    estimate), so reusing one would make a result depend on what was decoded before. Building one
-    costs a few tenths of a second; results are then a function of the audio (and text) alone.
-    """
 
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-
-    @staticmethod
-    def _make(**kwargs):
+def recognition_workers() -> int:
+    """Worker processes used to recognise speech: ``$THUNDER3D_RECOGNITION_WORKERS`` if set, else
+    one per CPU core available up to 4, and none (in-process) on a single core."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
         try:
-            import pocketsphinx
-        except ImportError as e:  # pragma: no cover - a declared dependency
-            raise AudioError("alignment needs the pocketsphinx package (pip install pocketsphinx)") from e
-        return pocketsphinx.Decoder(loglevel="FATAL", **kwargs)
-
-    def aligner(self, retry: bool = False):
-        return self._make(lm=None, **(_RETRY_ARGS if retry else _ALIGN_ARGS))
-
-    def recognizer(self):
-        import pocketsphinx
-
-        lm = pocketsphinx.get_model_path(os.path.join("en-us", "en-us-phone.lm.bin"))
-        if not os.path.isfile(lm):
-            lm = None  # uniform phone loop
-        return self._make(allphone=lm, **_ALLPHONE_ARGS)
-
-    def word_recognizer(self):
-        return self._make(**_WORD_ARGS)  # the bundled en-us.lm.bin and CMUdict
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise AudioError(f"{WORKERS_ENV} must be a whole number >= 0, got {value!r}")
+        return n
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores, 4)
 
 
-_DECODERS = _Decoders()
+def recognizer_pool(method: str, workers: int | None = None) -> RecognizerPool | None:
+    """The process-wide pool of ``workers`` (default :func:`recognition_workers`) recognisers of
+    ``method``, not started until used (:meth:`~thunder3d.sphinx.RecognizerPool.start` starts it
+    ahead, e.g. while a model loads); None for 0 workers."""
+    check_recognizer(method)
+    workers = recognition_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise AudioError(f"workers must be >= 0, got {workers}")
+    if workers == 0:
+        return None
+    key = (method, workers)
+    if key not in _POOLS:
+        if not _POOLS:
+            atexit.register(_close_pools)
+        _POOLS[key] = RecognizerPool(method, workers)
+    return _POOLS[key]
+
+
+def _close_pools() -> None:
+    for pool in _POOLS.values():
+        pool.close()
 
 
 def _pcm16(wav: np.ndarray, name: str) -> bytes:
@@ -182,21 +187,10 @@ def _ensure_words(decoder, words: list[str]) -> list[str]:
     return added
 
 
-def _decode(decoder, pcm: bytes) -> bool:
-    """One pass over the whole utterance; False if pocketsphinx could not finish it."""
-    try:
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-    except RuntimeError:  # e.g. "Alignment failed in frame N"
-        return False
-    return True
-
-
 def _align_once(decoder, pcm: bytes, words: list[str]):
     """Both passes; the pocketsphinx Alignment, or None if the words could not all be aligned."""
     decoder.set_align_text(" ".join(words))
-    if not _decode(decoder, pcm) or decoder.hyp() is None:
+    if not decode(decoder, pcm) or decoder.hyp() is None:
         return None
     # the grammar search can end early with a partial path: insist on every word
     got = [re.sub(r"\(\d+\)$", "", s.word) for s in decoder.seg()]
@@ -206,7 +200,7 @@ def _align_once(decoder, pcm: bytes, words: list[str]):
         decoder.set_alignment()
     except RuntimeError:
         return None
-    if not _decode(decoder, pcm):
+    if not decode(decoder, pcm):
         return None
     return decoder.get_alignment()
 
@@ -218,10 +212,10 @@ def align_detailed(wav: np.ndarray, text: str) -> AlignmentResult:
         raise AudioError(f"nothing to align: the transcript {text!r} holds no words")
     pcm = _pcm16(wav, "audio to align")
     duration = len(pcm) // 2 / SAMPLE_RATE
-    with _DECODERS.lock:
+    with _LOCK:
         alignment, added = None, []
         for retry in (False, True):
-            decoder = _DECODERS.aligner(retry)
+            decoder = make_decoder("align-retry" if retry else "align")
             added = _ensure_words(decoder, words)
             alignment = _align_once(decoder, pcm, words)
             if alignment is not None:
@@ -229,7 +223,7 @@ def align_detailed(wav: np.ndarray, text: str) -> AlignmentResult:
         if alignment is None:
             raise AudioError(f"could not align the transcript to the audio ({duration:.2f} s, "
                              f"{len(words)} words): does the text match the speech?")
-        phones, out_words = _alignment_phones(alignment)
+        phones, out_words = _phones_words(alignment_raw(alignment))
     return AlignmentResult(fill_silence(phones, duration, min_gap=1.0 / FRAME_RATE), out_words, added)
 
 
@@ -252,6 +246,29 @@ def align(wav: np.ndarray, text: str) -> list[Phone]:
     return align_detailed(wav, text).phones
 
 
+def _phones_words(raw: dict) -> tuple[list[Phone], list[Word]]:
+    """:data:`thunder3d.sphinx.Raw` -> phones (common labels) and words (fillers dropped), in seconds."""
+    phones = [Phone(a / FRAME_RATE, b / FRAME_RATE, _label(name)) for name, a, b in raw["phones"]]
+    words = []
+    for name, a, b in raw["words"]:
+        name = re.sub(r"\(\d+\)$", "", name)  # alternate pronunciations: "the(2)"
+        if not name.startswith(("<", "[", "+")):
+            words.append(Word(a / FRAME_RATE, b / FRAME_RATE, name))
+    return phones, words
+
+
+def _recognized(raw: dict, pcm: bytes) -> AlignmentResult:
+    phones, words = _phones_words(raw)
+    return AlignmentResult(fill_silence(phones, len(pcm) // 2 / SAMPLE_RATE, min_gap=1.0 / FRAME_RATE), words, [])
+
+
+def _recognize_pcm(pcm: bytes, method: str) -> AlignmentResult:
+    with _LOCK:
+        if method not in _IN_PROCESS:
+            _IN_PROCESS[method] = make_decoder(method)
+        return _recognized(recognize_pcm(method, pcm, _IN_PROCESS[method]), pcm)
+
+
 def recognize_phones(wav: np.ndarray) -> list[Phone]:
     """Decode phones without a transcript (allphone search, phone-bigram LM).
 
@@ -261,15 +278,7 @@ def recognize_phones(wav: np.ndarray) -> list[Phone]:
     Returns:
         Phones covering ``[0, duration]``, ``SIL`` for silence and noise.
     """
-    pcm = _pcm16(wav, "audio to recognise")
-    duration = len(pcm) // 2 / SAMPLE_RATE
-    with _DECODERS.lock:
-        decoder = _DECODERS.recognizer()
-        ok = _decode(decoder, pcm)
-        segments = list(decoder.seg()) if ok and decoder.hyp() is not None else []
-        phones = [Phone(s.start_frame / FRAME_RATE, (s.end_frame + 1) / FRAME_RATE, _label(s.word))
-                  for s in segments]
-    return fill_silence(phones, duration, min_gap=1.0 / FRAME_RATE)
+    return _recognize_pcm(_pcm16(wav, "audio to recognise"), "phones").phones
 
 
 def recognize_words(wav: np.ndarray) -> AlignmentResult:
@@ -285,32 +294,7 @@ def recognize_words(wav: np.ndarray) -> AlignmentResult:
         The recognised words and phones covering ``[0, duration]`` (``SIL`` for silence, noise and
         audio where nothing was recognised); ``added_words`` is empty.
     """
-    pcm = _pcm16(wav, "audio to recognise")
-    duration = len(pcm) // 2 / SAMPLE_RATE
-    phones, words = [], []
-    with _DECODERS.lock:
-        decoder = _DECODERS.word_recognizer()
-        if _decode(decoder, pcm) and decoder.hyp() is not None and decoder.hyp().hypstr.strip():
-            try:
-                decoder.set_alignment()
-                aligned = _decode(decoder, pcm)
-            except RuntimeError:
-                aligned = False
-            if aligned:
-                phones, words = _alignment_phones(decoder.get_alignment())
-    return AlignmentResult(fill_silence(phones, duration, min_gap=1.0 / FRAME_RATE), words, [])
-
-
-def _alignment_phones(alignment) -> tuple[list[Phone], list[Word]]:
-    """A pocketsphinx Alignment -> phones and words (seconds)."""
-    phones, words = [], []
-    for word in alignment:
-        name = re.sub(r"\(\d+\)$", "", word.name)  # alternate pronunciations: "the(2)"
-        if not name.startswith(("<", "[", "+")):
-            words.append(Word(word.start / FRAME_RATE, (word.start + word.duration) / FRAME_RATE, name))
-        for p in word:
-            phones.append(Phone(p.start / FRAME_RATE, (p.start + p.duration) / FRAME_RATE, _label(p.name)))
-    return phones, words
+    return _recognize_pcm(_pcm16(wav, "audio to recognise"), "words")
 
 
 def check_recognizer(method: str, what: str = "recognizer") -> str:
@@ -325,19 +309,57 @@ def recognize(wav: np.ndarray, method: str = "phones") -> list[Phone]:
     """Phones of speech without a transcript: :func:`recognize_phones` (``"phones"``) or the phones
     of :func:`recognize_words` (``"words"``)."""
     check_recognizer(method)
-    return recognize_phones(wav) if method == "phones" else recognize_words(wav).phones
+    return _recognize_pcm(_pcm16(wav, "audio to recognise"), method).phones
+
+
+def recognize_all(wavs: Iterable[np.ndarray], method: str = "phones", *,
+                  workers: int | None = None) -> Iterator[list[Phone]]:
+    """:func:`recognize` of each utterance, in order, decoded by ``workers`` processes in parallel
+    (default :func:`recognition_workers`; 0: in this process, one after another). The results do
+    not depend on ``workers``. At most one utterance per worker is read ahead of the results."""
+    check_recognizer(method)
+    pcms = (_pcm16(wav, "audio to recognise") for wav in wavs)
+    pool = recognizer_pool(method, workers)
+    if pool is None:
+        for pcm in pcms:
+            yield _recognize_pcm(pcm, method).phones
+        return
+    pending = collections.deque()  # the bytes of the utterances in flight, for their durations
+
+    def sent():
+        for pcm in pcms:
+            pending.append(pcm)
+            yield pcm
+
+    for raw in pool.map(sent()):
+        yield _recognized(raw, pending.popleft()).phones
+
+
+def chunk_plan(num_frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+    """How :func:`recognize_frame_labels` cuts ``num_frames`` frames: ``(start, end, lo, hi)`` per
+    piece, frames ``[start, end)`` labelled from the audio of frames ``[lo, hi)``. Up to
+    ``chunk + context`` frames: one piece; longer: ``ceil(num_frames / chunk)`` pieces of equal
+    length (±1 frame), each with ``context`` frames of audio on both sides where there are any."""
+    if num_frames <= chunk + context:
+        return [(0, num_frames, 0, num_frames)] if num_frames > 0 else []
+    n = -(-num_frames // chunk)
+    bounds = [round(i * num_frames / n) for i in range(n + 1)]
+    return [(a, b, max(0, a - context), min(num_frames, b + context)) for a, b in zip(bounds, bounds[1:])]
 
 
 def recognize_frame_labels(wav: np.ndarray, num_frames: int, *, method: str = "phones",
-                           chunk_seconds: float = 30.0, context_seconds: float = 1.0) -> np.ndarray:
+                           chunk_seconds: float = 5.0, context_seconds: float = 1.0,
+                           workers: int | None = None) -> np.ndarray:
     """Recognised phone index per animation frame, for speech of any length.
 
     ``wav [N]`` (16 kHz) -> ``[num_frames]`` int64 indices into :data:`~.phones.PHONES` (the phone
     at each frame centre, :func:`~.phones.to_frame_labels`; ``SIL`` past the audio), recognised by
     :func:`recognize` with ``method``. Audio up to ``chunk_seconds + context_seconds`` long is
-    decoded in one piece (exactly the frame labels of ``recognize(wav, method)``); longer audio in chunks of
-    ``chunk_seconds`` frames, each decoded with ``context_seconds`` of audio on both sides, so
-    pocketsphinx's memory stays bounded and a chunk edge does not cut a phone it labels.
+    decoded in one piece (exactly the frame labels of ``recognize(wav, method)``); longer audio in
+    equal chunks of at most ``chunk_seconds`` (:func:`chunk_plan`), each decoded with
+    ``context_seconds`` of audio on both sides, so a chunk edge does not cut a phone it labels and
+    memory stays bounded. The chunks are decoded by ``workers`` processes in parallel
+    (:func:`recognize_all`); the labels depend only on the audio and the chunk sizes.
     """
     check_recognizer(method, "recognition method")
     if num_frames < 0:
@@ -347,19 +369,12 @@ def recognize_frame_labels(wav: np.ndarray, num_frames: int, *, method: str = "p
                          f"{context_seconds}")
 
     wav = np.asarray(wav)
-    chunk, context = max(1, round(chunk_seconds * FPS)), round(context_seconds * FPS)
     labels = np.zeros(num_frames, dtype=np.int64)
     available = min(num_frames, -(-wav.shape[-1] // SAMPLES_PER_FRAME))  # frames with any audio
-    if available == 0:
-        return labels
-    if available <= chunk + context:
-        labels[:available] = to_frame_labels(recognize(wav, method), num_frames)[:available]
-        return labels
-    for start in range(0, available, chunk):
-        end = min(start + chunk, available)
-        lo, hi = max(0, start - context), min(available, end + context)
-        piece = wav[lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]
-        labels[start:end] = to_frame_labels(recognize(piece, method), hi - lo)[start - lo: end - lo]
+    plan = chunk_plan(available, max(1, round(chunk_seconds * FPS)), round(context_seconds * FPS))
+    pieces = (wav[lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME] for _, _, lo, hi in plan)
+    for (start, end, lo, hi), phones in zip(plan, recognize_all(pieces, method, workers=workers)):
+        labels[start:end] = to_frame_labels(phones, hi - lo)[start - lo: end - lo]
     return labels
 
 

@@ -87,7 +87,7 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, recog
     Resumable: clips that already have a cache are skipped unless ``overwrite``. Each file is
     written to a temporary name and renamed, so an interruption leaves no half file.
     """
-    from thunder3d.audio.align import recognize
+    from thunder3d.audio.align import recognize_all
 
     root = Path(root)
     recognized_dir(root, recognizer)  # an unknown recogniser fails before any work
@@ -105,8 +105,8 @@ def recognize_corpus(root: str | os.PathLike, split: str | None = None, *, recog
 
         bar = tqdm(total=len(todo), unit="clip", desc="recognise", dynamic_ncols=True)
     try:
-        for cid in todo:
-            phones = recognize(load_clip(root, cid).audio, recognizer)
+        audio = (load_clip(root, cid).audio for cid in todo)  # read one clip ahead per worker
+        for cid, phones in zip(todo, recognize_all(audio, recognizer)):
             atomic_write_text(recognized_path(root, cid, recognizer), phones_to_json(phones))
             report.written.append(cid)
             if bar is not None:

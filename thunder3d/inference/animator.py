@@ -203,6 +203,12 @@ class Animator:
         self._retarget: np.ndarray | None = None  # [C_trained, C] when the layouts differ
         if tuple(target.coeff_names) != tuple(trained_rig.coeff_names):
             self._retarget = _retarget_matrix(trained_rig, target)
+        if model.uses_phones:  # start the recognition workers now: they load while the audio does
+            from thunder3d.audio.align import recognizer_pool
+
+            pool = recognizer_pool(model.audio_encoder.recognizer)
+            if pool is not None:
+                pool.start()
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, *,

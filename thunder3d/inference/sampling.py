@@ -25,7 +25,8 @@ side (cropped afterwards), so the encoder's receptive field sees the same audio 
 every window that contains it: no edge effects at seams (exactly so for encoders with a finite
 receptive field shorter than the context, like the default mel encoder). Encoders that read
 recognised phones (``hybrid``, ``phonetic``) get them from one recognition of the whole input
-(:func:`~thunder3d.audio.align.recognize_frame_labels`, in 30 s chunks), sliced per window.
+(:func:`~thunder3d.audio.align.recognize_frame_labels`: 5 s chunks decoded by worker processes
+in parallel), sliced per window.
 
 Randomness: sample ``i`` uses its own generator seeded with ``seed + i`` (initial noise, inpainting
 noise and ``eta`` noise, in a fixed order), so the same seed gives the same output on any device and
