@@ -121,8 +121,9 @@ def peak_rss_mb(pid: int | str = "self") -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
-        if pid != "self":
-            return 0.0
+        pass
+    if pid != "self":
+        return 0.0  # gone, or no /proc
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

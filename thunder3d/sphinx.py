@@ -53,6 +53,12 @@ RECOGNIZERS = ("phones", "words")  # the kinds that recognise without a transcri
 Raw = dict  # {"phones": [[name, first, end], ...], "words": [[name, first, end], ...]}
 
 
+def _recognizer(kind: str) -> str:
+    if kind not in RECOGNIZERS:
+        raise AudioError(f"unknown recognizer {kind!r}; valid: {', '.join(RECOGNIZERS)}")
+    return kind
+
+
 def make_decoder(kind: str):
     """A fresh pocketsphinx decoder of ``kind`` (:data:`KINDS`), with the bundled en-US models."""
     try:
@@ -107,8 +113,7 @@ def recognize_pcm(kind: str, pcm: bytes, decoder=None) -> Raw:
     alignment of its hypothesis on the same decoder (a second pass). Nothing recognised (silence,
     a failed pass) gives empty lists.
     """
-    if kind not in RECOGNIZERS:
-        raise AudioError(f"unknown recognizer {kind!r}; valid: {', '.join(RECOGNIZERS)}")
+    _recognizer(kind)
     decoder = make_decoder(kind) if decoder is None else reset(decoder)
     empty = {"phones": [], "words": []}
     if not decode(decoder, pcm) or decoder.hyp() is None:
@@ -194,8 +199,7 @@ class RecognizerPool:
     """
 
     def __init__(self, kind: str, workers: int) -> None:
-        if kind not in RECOGNIZERS:
-            raise AudioError(f"unknown recognizer {kind!r}; valid: {', '.join(RECOGNIZERS)}")
+        _recognizer(kind)
         if workers < 1:
             raise AudioError(f"a recognizer pool needs at least 1 worker, got {workers}")
         self.kind, self.size = kind, int(workers)
@@ -218,6 +222,12 @@ class RecognizerPool:
         while len(self._workers) < self.size:
             self._workers.append(_Worker(self.kind))
 
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.close()
+        self._workers.remove(worker)
+        self._workers.append(_Worker(self.kind))
+        return self._workers[-1]
+
     @property
     def pids(self) -> list[int]:
         """Process ids of the running workers."""
@@ -225,7 +235,9 @@ class RecognizerPool:
 
     def map(self, utterances: Iterable[bytes]) -> Iterator[Raw]:
         """:func:`recognize_pcm` of each utterance, in input order; at most one utterance per
-        worker is read ahead of the results. A worker that fails is replaced on the next call."""
+        worker is read ahead of the results. A worker found dead when it is sent work is replaced;
+        one that dies while it works fails the call (:class:`AudioError`) and is replaced on the
+        next."""
         with self._lock:
             self._start()
             idle, busy, done = list(self._workers), {}, {}
@@ -239,7 +251,11 @@ class RecognizerPool:
                             exhausted = True
                             break
                         worker = idle.pop()
-                        worker.send(item[1])
+                        try:
+                            worker.send(item[1])
+                        except AudioError:  # it died while idle; the request never reached it
+                            worker = self._replace(worker)
+                            worker.send(item[1])
                         busy[worker] = item[0]
                         selector.register(worker.proc.stdout, selectors.EVENT_READ, worker)
                     if not busy:

@@ -23,7 +23,7 @@ once with wider beams. Alignment builds a fresh decoder for every utterance (0.1
 reuses one, reset so that it gives exactly a fresh decoder's result (:mod:`thunder3d.sphinx`);
 pocketsphinx runs under a lock.
 :func:`recognize_frame_labels` and :func:`recognize_all` hand the utterances (or chunks of a long
-one) to worker processes that decode in parallel and build their decoders ahead
+one) to worker processes that decode in parallel, each with its own reset decoder
 (:func:`recognition_workers`); results do not depend on how many there are.
 """
 
@@ -101,8 +101,8 @@ def normalize_text(text: str) -> list[str]:
 
 
 # ---- decoders ------------------------------------------------------------------------------------
-# A fresh decoder per utterance (thunder3d.sphinx explains why); in-process decoding happens under
-# this lock, so threads never share pocketsphinx state.
+# In-process decoding happens under this lock, so threads never share pocketsphinx state; alignment
+# builds a fresh decoder per utterance, recognition reuses one per kind after sphinx.reset.
 _LOCK = threading.RLock()
 _IN_PROCESS: dict[str, object] = {}  # kind -> the decoder recognize() reuses (reset every time)
 _POOLS: dict[tuple[str, int], RecognizerPool] = {}
