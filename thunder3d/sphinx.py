@@ -53,9 +53,11 @@ RECOGNIZERS = ("phones", "words")  # the kinds that recognise without a transcri
 Raw = dict  # {"phones": [[name, first, end], ...], "words": [[name, first, end], ...]}
 
 
-def _recognizer(kind: str) -> str:
+def check_recognizer(kind: str, what: str = "recognizer") -> str:
+    """``kind`` if it is one of :data:`RECOGNIZERS`, else an :class:`AudioError` listing them
+    (``what``: the name the message gives it)."""
     if kind not in RECOGNIZERS:
-        raise AudioError(f"unknown recognizer {kind!r}; valid: {', '.join(RECOGNIZERS)}")
+        raise AudioError(f"unknown {what} {kind!r}; valid: {', '.join(RECOGNIZERS)}")
     return kind
 
 
@@ -113,7 +115,7 @@ def recognize_pcm(kind: str, pcm: bytes, decoder=None) -> Raw:
     alignment of its hypothesis on the same decoder (a second pass). Nothing recognised (silence,
     a failed pass) gives empty lists.
     """
-    _recognizer(kind)
+    check_recognizer(kind)
     decoder = make_decoder(kind) if decoder is None else reset(decoder)
     empty = {"phones": [], "words": []}
     if not decode(decoder, pcm) or decoder.hyp() is None:
@@ -199,7 +201,7 @@ class RecognizerPool:
     """
 
     def __init__(self, kind: str, workers: int) -> None:
-        _recognizer(kind)
+        check_recognizer(kind)
         if workers < 1:
             raise AudioError(f"a recognizer pool needs at least 1 worker, got {workers}")
         self.kind, self.size = kind, int(workers)

@@ -51,7 +51,16 @@ from thunder3d.audio.phones import (
 )
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError
-from thunder3d.sphinx import FRAME_RATE, RECOGNIZERS, RecognizerPool, alignment_raw, decode, make_decoder, recognize_pcm
+from thunder3d.sphinx import (  # noqa: F401 - RECOGNIZERS and check_recognizer are this module's API too
+    FRAME_RATE,
+    RECOGNIZERS,
+    RecognizerPool,
+    alignment_raw,
+    check_recognizer,
+    decode,
+    make_decoder,
+    recognize_pcm,
+)
 
 # Seeded Gaussian noise (standard deviation, full scale = 1) added to every input: about 3 LSB of
 # 16-bit audio (-80 dBFS), far below any recording's own noise floor, but it replaces the exact
@@ -297,14 +306,6 @@ def recognize_words(wav: np.ndarray) -> AlignmentResult:
     return _recognize_pcm(_pcm16(wav, "audio to recognise"), "words")
 
 
-def check_recognizer(method: str, what: str = "recognizer") -> str:
-    """``method`` if it is one of :data:`RECOGNIZERS`, else an :class:`AudioError` listing them
-    (``what``: the name the message gives it)."""
-    if method not in RECOGNIZERS:
-        raise AudioError(f"unknown {what} {method!r}; valid: {', '.join(RECOGNIZERS)}")
-    return method
-
-
 def recognize(wav: np.ndarray, method: str = "phones") -> list[Phone]:
     """Phones of speech without a transcript: :func:`recognize_phones` (``"phones"``) or the phones
     of :func:`recognize_words` (``"words"``)."""
@@ -317,9 +318,8 @@ def recognize_all(wavs: Iterable[np.ndarray], method: str = "phones", *,
     """:func:`recognize` of each utterance, in order, decoded by ``workers`` processes in parallel
     (default :func:`recognition_workers`; 0: in this process, one after another). The results do
     not depend on ``workers``. At most one utterance per worker is read ahead of the results."""
-    check_recognizer(method)
+    pool = recognizer_pool(method, workers)  # checks the method
     pcms = (_pcm16(wav, "audio to recognise") for wav in wavs)
-    pool = recognizer_pool(method, workers)
     if pool is None:
         for pcm in pcms:
             yield _recognize_pcm(pcm, method).phones
