@@ -67,24 +67,24 @@ def speech(seconds: float, seed: int = 0) -> np.ndarray:
 def talker_config(dim: int = 192, layers: int = 4, audio_dim: int = 128,
                   deterministic: bool = False) -> dict:
     """The ``model`` entry of a talker checkpoint for the built-in rig (CLI defaults otherwise)."""
-    from thunder3d.audio.encoders import build_audio_encoder
+    from thunder3d.models.encoders import build_audio_encoder
     from thunder3d.models.denoiser import DenoiserConfig
     from thunder3d.models.diffusion import DiffusionSchedule
     from thunder3d.models.regressor import RegressorConfig
 
     rig = load_rig("builtin")
     encoder = build_audio_encoder({"kind": "mel", "out_dim": audio_dim})
-    net = (RegressorConfig if deterministic else DenoiserConfig)(
-        coeff_dim=rig.num_coeffs, audio_dim=encoder.out_dim, dim=dim, layers=layers)
+    net = (RegressorConfig if deterministic else DenoiserConfig).from_dict(
+        {"coeff_dim": rig.num_coeffs, "audio_dim": encoder.out_dim, "dim": dim, "layers": layers})
     return {"kind": "regressor" if deterministic else "denoiser", "net": net.to_dict(),
             "audio": encoder.config(), "diffusion": None if deterministic else DiffusionSchedule().to_dict()}
 
 
 def untrained_talker(dim: int = 192, layers: int = 4, audio_dim: int = 128, deterministic: bool = False,
                      seed: int = 0):
-    """A :class:`~thunder3d.train.talker.TalkerModel` with random weights (eval mode) and a
+    """A :class:`~thunder3d.models.talker.TalkerModel` with random weights (eval mode) and a
     normalizer that keeps its output near the rest pose."""
-    from thunder3d.train.talker import TalkerModel
+    from thunder3d.models.talker import TalkerModel
 
     torch.manual_seed(seed)
     model = TalkerModel(talker_config(dim, layers, audio_dim, deterministic)).eval()
@@ -97,8 +97,8 @@ def untrained_talker(dim: int = 192, layers: int = 4, audio_dim: int = 128, dete
 def save_untrained_talker(path: Path, dim: int = 192, layers: int = 4, audio_dim: int = 128,
                           seed: int = 0) -> Path:
     """An inference checkpoint (``config.json`` + ``model.safetensors``) of :func:`untrained_talker`
-    that :func:`~thunder3d.train.talker.load_talker` and ``Animator.from_pretrained`` read."""
-    from thunder3d.train.checkpoint import save_checkpoint
+    that :func:`~thunder3d.checkpoints.load_talker` and ``Animator.from_pretrained`` read."""
+    from thunder3d.checkpoints import save_checkpoint
 
     model = untrained_talker(dim, layers, audio_dim, seed=seed)
     config = {"task": "talker", "model": model.config, "rig": load_rig("builtin").config(),
@@ -258,7 +258,7 @@ def _child(args: argparse.Namespace) -> None:
         from thunder3d.inference import generate
 
         if args.checkpoint:
-            from thunder3d.train.talker import load_talker
+            from thunder3d.checkpoints import load_talker
 
             model = load_talker(args.checkpoint)[0]
         else:
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         if "inference" in sections:
             if args.checkpoint:
-                from thunder3d.train.talker import load_talker
+                from thunder3d.checkpoints import load_talker
 
                 model = load_talker(args.checkpoint)[0]
             else:
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from thunder3d.data.synth import synthesize_corpus
             from thunder3d.models.m2s import M2S, M2SConfig
-            from thunder3d.train.checkpoint import save_checkpoint
+            from thunder3d.checkpoints import save_checkpoint
 
             corpus = tmp / "corpus"
             synthesize_corpus(corpus, hours=0.05, seed=0, workers=1, progress=False, max_clips=args.clips)

@@ -20,7 +20,7 @@ from common import print_table, timed
 from thunder3d.data.synth import synthesize_corpus
 from thunder3d.models.m2s import M2S, M2SConfig
 from thunder3d.rigs import load_rig
-from thunder3d.train.checkpoint import save_checkpoint
+from thunder3d.checkpoints import save_checkpoint
 from thunder3d.train.talker import TalkerData, TalkerTask
 
 

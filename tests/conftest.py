@@ -78,7 +78,7 @@ def tiny_talker(tiny_corpus, tmp_path_factory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = ["train", "talker", "--corpus", str(tiny_corpus), "--out", str(run), "--steps", "3",
+        args = ["train", "talker", "--corpus", str(tiny_corpus), "-o", str(run), "--steps", "3",
                 "--batch-size", "2", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
                 "--eval-every", "3", "--save-every", "3", "--warmup", "1", "--eval-windows", "2",
                 "--eval-steps", "2", "--audio-dim", "16", "--no-progress", "--seed", "0"]

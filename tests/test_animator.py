@@ -232,7 +232,7 @@ def test_long_audio_animates_with_bounded_memory(run, tmp_path):
 def test_packed_checkpoint_animates_like_its_run(run, tmp_path, capsys):
     """``thunder3d pack`` keeps the weights for use (EMA) and drops the training state; the packed
     model samples exactly what the run's last checkpoint samples."""
-    from thunder3d.train.checkpoint import load_checkpoint
+    from thunder3d.checkpoints import load_checkpoint
 
     packed = tmp_path / "packed"
     assert main(["pack", str(run), "-o", str(packed)]) == 0
@@ -251,7 +251,8 @@ def test_packed_checkpoint_animates_like_its_run(run, tmp_path, capsys):
 def test_packed_guidance_is_the_default(run, tmp_path):
     """``pack --guidance`` stores the audio guidance scale the model is meant to be sampled with;
     the Animator and ``generate`` use it unless told otherwise."""
-    from thunder3d.inference import generate, load_talker
+    from thunder3d.checkpoints import load_talker
+    from thunder3d.inference import generate
 
     packed = tmp_path / "guided"
     assert main(["pack", str(run), "-o", str(packed), "--guidance", "2.5"]) == 0

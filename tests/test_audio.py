@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +20,11 @@ from thunder3d.audio import (
 )
 from thunder3d.errors import AudioError
 
+# most tests here use a tone, which thunder3d warns is not speech (tested below, where it is wanted)
+pytestmark = pytest.mark.filterwarnings("ignore:.*steady tone.*not speech:UserWarning")
+
 TONE_HZ = 1000.0
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def tone_and_noise(sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -122,6 +128,79 @@ def test_float_overs_are_kept_and_silence_is_valid(tmp_path):
     assert is_silent(quiet)
     assert not is_silent(quiet, threshold_db=-75)
     assert not is_silent(quiet * 1e3)
+
+
+def test_sample_rates_below_8_khz_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "one_hertz.wav"
+    sf.write(path, np.zeros(4, np.float32), 1)  # a 1 Hz "recording": 4 s of nothing
+    for read in (audio_info, load_audio, lambda p: next(iter_audio_blocks(p, 60.0))):
+        with pytest.raises(AudioError, match=r"sample rate 1 Hz is too low for speech; at least 8000 Hz") as err:
+            read(path)
+        assert str(path) in str(err.value)
+    sf.write(tmp_path / "phone.wav", chirp_and_noise(7999, 0.5), 7999)
+    with pytest.raises(AudioError, match="7999 Hz is too low"):
+        load_audio(tmp_path / "phone.wav")
+    with pytest.raises(AudioError, match="audio array: sample rate 4000 Hz"):
+        to_mono_16k(np.zeros(4000, np.float32), 4000)
+    assert load_audio((chirp_and_noise(8000, 0.5), 8000)).size == 8000  # 8 kHz (telephone) is fine
+
+
+def test_a_steady_tone_warns_once_and_is_still_used(tmp_path):
+    path = tmp_path / "beep.wav"
+    sf.write(path, tone_and_noise(16000, 2.0)[:, 0], 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"beep\.wav: this is a steady tone at about 1000 Hz, not speech; "
+                                         r"it is used as it is") as record:
+        wav = load_audio(path)
+    assert len(record) == 1
+    np.testing.assert_array_equal(wav, sf.read(path, dtype="float32")[0])  # unchanged
+    with pytest.warns(UserWarning, match="steady tone") as record:
+        blocks = list(iter_audio_blocks(path, block_seconds=0.5))
+    assert len(blocks) == 4 and len(record) == 1  # the first block is checked, not every block
+    with pytest.warns(UserWarning, match="audio array: this is a steady tone at about 220 Hz"):
+        to_mono_16k(0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000), 16000)
+
+
+def test_samples_far_beyond_full_scale_warn(tmp_path):
+    # int16 PCM converted to float without scaling, then divided by 1024: samples up to +-32
+    pcm = chirp_and_noise(16000, 1.0) * 32767 / 1024
+    path = tmp_path / "unscaled.wav"
+    sf.write(path, pcm.astype(np.float32), 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"unscaled\.wav: samples reach 1[0-9.]+, far beyond full scale \(1\.0\)"):
+        wav = load_audio(path)
+    assert np.abs(wav).max() > 10  # kept as it is
+    garbage = np.random.default_rng(0).choice([-32.0, 32.0], 16000)
+    with pytest.warns(UserWarning, match="samples reach 32, far beyond full scale"):
+        to_mono_16k(garbage, 16000)
+
+
+def _speech_files(tmp_path) -> list[Path]:
+    from thunder3d.audio.tts import synthesize
+
+    files = []
+    for i, (text, voice) in enumerate([("Hello! I am a talking head, and I can speak along with any voice.", "en-us"),
+                                       ("Mama made a pie.", "en-gb"), ("Who knew you would move to Peru?", "en-us+f3"),
+                                       ("Bob bought a big map of Paris.", "en-gb-scotland+m3")]):
+        files.append(tmp_path / f"speech{i}.wav")
+        save_audio(files[-1], synthesize(text, voice).wav)
+    suffixes = (".wav", ".flac", ".ogg", ".mp3", ".raw", ".sph")
+    if LIBRIVOX.is_dir():  # real recordings, where the pocketsphinx test data is installed
+        files += sorted(p for p in LIBRIVOX.rglob("*") if p.suffix in suffixes and p.suffix != ".raw")[:3]
+    return files
+
+
+def test_speech_silence_and_noise_do_not_warn(tmp_path):
+    files = _speech_files(tmp_path)
+    sf.write(tmp_path / "silence.wav", np.zeros(32000, np.float32), 16000)
+    sf.write(tmp_path / "chirp.wav", chirp_and_noise(44100, 2.0), 44100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        for path in [*files, tmp_path / "silence.wav", tmp_path / "chirp.wav"]:
+            assert next(iter_audio_blocks(path, 60.0)).size > 0  # the first block, as the animator reads
+            if audio_info(path).duration < 120:
+                assert load_audio(path).size > 0
+        to_mono_16k(np.zeros(16000, np.float32), 16000)
+        to_mono_16k(0.1 * np.random.default_rng(0).standard_normal(16000), 16000)  # noise
+        to_mono_16k(np.full(16000, 1.5, np.float32), 16000)  # overs within 6 dB are not flagged
 
 
 def _make_bad_file(tmp_path, kind: str):

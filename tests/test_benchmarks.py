@@ -72,12 +72,20 @@ def test_speed_writes_every_section(bench, tmp_path, capsys):
 def test_animate_reports_targets(bench, tmp_path, capsys):
     animate = bench("animate")
     js = tmp_path / "animate.json"
+    # targets no run can miss (animate, memory) and one no run can meet (render in 0 s): the verdicts
+    # are known in advance, and each must agree with the measurement it reports
     assert animate.main(["--threads", "1", "--dim", "32", "--layers", "1", "--seconds", "2", "--steps", "2",
-                         "--size", "32", "--long-minutes", "0.1", "--repeats", "1", "--json", str(js)]) == 0
+                         "--size", "32", "--long-minutes", "0.1", "--repeats", "1", "--json", str(js),
+                         "--target-animate", "1000", "--target-render", "0", "--target-memory", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "model: " in out and re.search(r"animate 2 s.*(pass|FAIL)", out)
+    assert "model: " in out and re.search(r"animate 2 s.*\bpass\b", out) and re.search(r"render 2 s.*\bFAIL\b", out)
     result = json.loads(js.read_text())
-    assert [r["result"] in ("pass", "FAIL") for r in result["rows"]] == [True] * 3
+    assert [r["result"] for r in result["rows"]] == ["pass", "FAIL", "pass"]
+    assert [r["target"] for r in result["rows"]] == ["<= 1000 s", "<= 0 s", "< 1000 GB"]
+    measured = [float(r["measured"].split()[0]) for r in result["rows"]]
+    assert measured == pytest.approx([result["animate_median_s"], result["render_s"], result["peak_rss_gb"]],
+                                     abs=0.006)  # the rows show the JSON's figures to 2 decimals
+    assert 0 < result["animate_median_s"] < 1000 and result["render_s"] > 0 and 0 < result["peak_rss_gb"] < 1000
     assert result["long"]["frames"] == 150  # 0.1 min at 25 fps
     assert result["video"]["streams"][0]["width"] == 32
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -11,8 +14,8 @@ import torch
 from torch import nn
 
 from thunder3d.errors import CheckpointError
-from thunder3d.train import load_checkpoint, load_training_state, save_checkpoint
-from thunder3d.train.checkpoint import FORMAT_VERSION
+from thunder3d.checkpoints import load_checkpoint, load_training_state, save_checkpoint
+from thunder3d.checkpoints import FORMAT_VERSION, clean_stale
 
 CONFIG = {"task": "m2s", "model": {"input": "mouth2s", "dim": 16, "kernel": [3, 5]},
           "rig": {"spec": "ict:/data/ict.npz", "options": {}},
@@ -156,10 +159,70 @@ def test_missing_pieces(tmp_path, ckpt_dir):
         load_checkpoint(ckpt_dir)
 
 
-def test_left_aside_copy_is_named(tmp_path, ckpt_dir):
-    ckpt_dir.rename(tmp_path / ".ckpt.old-1234abcd")  # as if a save died between its two renames
-    with pytest.raises(CheckpointError, match=r"\.ckpt\.old-1234abcd"):
+def test_left_aside_copy_is_recovered(tmp_path, ckpt_dir):
+    # a save died between its two renames: the previous checkpoint sits at .ckpt.old-*, ckpt is gone
+    expected = load_checkpoint(ckpt_dir).state_dict
+    older = tmp_path / ".ckpt.old-00000001"
+    shutil.copytree(ckpt_dir, older)
+    (older / "model.safetensors").write_bytes(b"half a file")  # an incomplete copy is never used
+    ckpt_dir.rename(tmp_path / ".ckpt.old-1234abcd")
+    with pytest.warns(UserWarning, match=r"recovered the previous copy from \.ckpt\.old-1234abcd"):
+        ckpt = load_checkpoint(ckpt_dir)
+    assert ckpt.path == ckpt_dir and ckpt_dir.is_dir()
+    assert all(torch.equal(ckpt.state_dict[k], v) for k, v in expected.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # the leftover copies are removed
+
+
+def test_incomplete_aside_copy_is_named_not_used(tmp_path, ckpt_dir):
+    aside = tmp_path / ".ckpt.old-1234abcd"
+    ckpt_dir.rename(aside)
+    (aside / "config.json").unlink()  # not a complete copy: nothing to recover
+    with pytest.raises(CheckpointError, match=r"incomplete earlier copy at .*\.ckpt\.old-1234abcd"):
         load_checkpoint(ckpt_dir)
+    assert not ckpt_dir.exists() and aside.is_dir()  # left for the user to inspect
+
+
+def test_leftover_aside_copy_beside_a_good_checkpoint_is_removed(tmp_path, ckpt_dir):
+    shutil.copytree(ckpt_dir, tmp_path / ".ckpt.old-1234abcd")  # the rmtree after the swap never ran
+    assert load_checkpoint(ckpt_dir, verify=False).task == "m2s"
+    assert (tmp_path / ".ckpt.old-1234abcd").is_dir()  # unverified: nothing is removed
+    assert load_checkpoint(ckpt_dir).task == "m2s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_clean_stale_removes_dead_temporary_folders_only(tmp_path, ckpt_dir):
+    dead = tmp_path / ".ckpt.tmp-k2j4h5_x"  # a save killed while writing (by an earlier process)
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"partial")
+    hour_ago = time.time() - 3600
+    for p in (dead / "model.safetensors", dead):
+        os.utime(p, (hour_ago, hour_ago))
+    busy = tmp_path / ".best.tmp-abcd1234"  # being written now by someone else: kept
+    busy.mkdir()
+    (tmp_path / ".notes.tmp-x").write_text("a file, not a checkpoint folder")
+    aside = tmp_path / ".best.old-0123abcd"  # best/ was renamed aside, the new one never arrived
+    shutil.copytree(ckpt_dir, aside)
+
+    with pytest.warns(UserWarning, match="recovered"):
+        removed = clean_stale(tmp_path, before=time.time() - 60)
+    assert removed == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.tmp-abcd1234", ".notes.tmp-x", "best", "ckpt"]
+    assert load_checkpoint(tmp_path / "best").task == "m2s"
+    # by default only folders older than this process go: `busy` was made after it started
+    assert clean_stale(tmp_path) == [] and busy.is_dir()
+    assert clean_stale(tmp_path / "nowhere") == []
+
+
+def test_clean_stale_spares_a_save_in_progress(tmp_path):
+    seen = {}
+
+    def look(directory):  # called inside save_checkpoint, while its tmp folder is being built
+        seen["tmp"] = directory
+        seen["removed"] = clean_stale(tmp_path, before=time.time() + 60)
+
+    save_checkpoint(tmp_path / "ckpt", model=nn.Linear(2, 2), config=CONFIG, write_extra=look)
+    assert seen["tmp"].name.startswith(".ckpt.tmp-") and seen["removed"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
 def test_bad_json_and_format_version(ckpt_dir):

@@ -99,7 +99,8 @@ def test_gradients_reach_input_and_every_parameter():
     x = randn(2, 9, 32).requires_grad_()
     model(x, torch.ones(2, 9, dtype=torch.bool)).square().sum().backward()
     assert x.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in model.parameters())
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize("bad", [dict(dim=30, heads=4), dict(dim=12, heads=4), dict(conv_kernel=4),

@@ -122,7 +122,12 @@ def test_collate_pads_and_masks(corpus):
     batch = collate([ds[2], ds[0]])  # 30 frames, then 50
     assert batch["audio"].shape == (2, 50 * 640) and batch["coeffs"].shape == (2, 50, 5)
     assert batch["mask"][0, :30].all() and not batch["mask"][0, 30:].any() and batch["mask"][1].all()
-    assert (batch["phones"][0, 30:] == PAD_PHONE).all() and (batch["phones"][0, :30] >= 0).all()
+    assert (batch["phones"][0, 30:] == PAD_PHONE).all() and (batch["phones"][0, :30] != PAD_PHONE).all()
+    for row, item in enumerate((ds[2], ds[0])):  # the valid frames are the items' own, unchanged
+        n = item["coeffs"].shape[0]
+        for key in ("phones", "coeffs", "mask"):
+            assert torch.equal(batch[key][row, :n], item[key]), key
+        assert torch.equal(batch["audio"][row, :n * 640], item["audio"])
     assert (batch["audio"][0, 30 * 640:] == 0).all() and (batch["coeffs"][0, 30:] == 0).all()
     assert batch["id"] == ["c", "a"] and batch["start"].tolist() == [0, ds[0]["start"]]
     assert batch["emotion"].tolist() == [-1, 1] and batch["style"].dtype == torch.long

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train_loop import Regression, cfg  # noqa: E402  (the tiny task, shared)
 
-from thunder3d.train import all_reduce_mean, load_checkpoint, setup_distributed, train  # noqa: E402
+from thunder3d.checkpoints import load_checkpoint  # noqa: E402
+from thunder3d.train import all_reduce_mean, setup_distributed, train  # noqa: E402
 from thunder3d.train.distributed import any_rank  # noqa: E402
 
 

@@ -18,7 +18,7 @@ def config(cls=DenoiserConfig, **overrides):
     cfg = {"coeff_dim": C, "audio_dim": DA, "dim": 32, "layers": 2, "heads": 4, "ff_mult": 2, "conv_kernel": 5,
            "dropout": 0.1, "num_styles": 5, "audio_window": 3}
     cfg.update(overrides)
-    return cls(**cfg)
+    return cls.from_dict(cfg)
 
 
 def tiny(seed: int = 0, **overrides) -> Denoiser:
@@ -39,7 +39,7 @@ MODES = ["add", "cross"]
 
 
 def test_defaults_follow_the_data_vocabulary():
-    cfg = DenoiserConfig(coeff_dim=52, audio_dim=128)
+    cfg = DenoiserConfig.from_dict(dict(coeff_dim=52, audio_dim=128))
     assert cfg.num_emotions == len(EMOTIONS) and cfg.num_intensities == len(INTENSITIES)
 
 

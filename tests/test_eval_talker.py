@@ -18,7 +18,7 @@ from thunder3d.eval.talker import (
     ground_truth_predictions,
     read_results,
 )
-from thunder3d.inference.predictors import LazyPredictions, folder_predictions, rulebased_predictions
+from thunder3d.scoring import LazyPredictions, folder_predictions, rulebased_predictions
 from thunder3d.models.m2s import M2S, M2SConfig
 from thunder3d.rigs import load_rig
 
@@ -186,7 +186,7 @@ def test_eval_talker_cli(tmp_path, corpus, tiny_talker, capsys):
         return ["eval", "talker", "--corpus", str(corpus), "--split", "train", "--clips", str(clips),
                 "-o", str(out), "--no-progress"]
 
-    assert main(base() + ["--checkpoint", str(run), "--samples", "2", "--steps", "2", "--name", "tiny"]) == 0
+    assert main(base() + ["--model", str(run), "--samples", "2", "--steps", "2", "--name", "tiny"]) == 0
     assert main(base() + ["--ground-truth", "--markdown", str(table)]) == 0
     systems = json.loads(out.read_text())["systems"]
     assert list(systems) == ["tiny", "ground truth"]
@@ -197,8 +197,8 @@ def test_eval_talker_cli(tmp_path, corpus, tiny_talker, capsys):
     lines = table.read_text().splitlines()
     assert lines[2].startswith("| tiny |") and lines[3].startswith("| ground truth | 0.000 | 1.000 |")
     # audio guidance changes the samples (and is recorded)
-    assert main(base() + ["--checkpoint", str(run), "--samples", "2", "--steps", "2", "--name", "guided",
-                          "--audio-scale", "3"]) == 0
+    assert main(base() + ["--model", str(run), "--samples", "2", "--steps", "2", "--name", "guided",
+                          "--guidance", "3"]) == 0
     guided = json.loads(out.read_text())["systems"]["guided"]
     assert guided["audio_scale"] == 3.0 and guided["mean"]["lve"] != tiny["mean"]["lve"]
     capsys.readouterr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -24,8 +25,8 @@ from test_flame import synthetic_flame, write_npz as save_flame_npz
 from thunder3d.constants import FPS, SAMPLE_RATE
 from thunder3d.data.import_livelink import LIVELINK_NAMES, read_livelink_csv
 from thunder3d.errors import ThunderError
-from thunder3d.export import (FORMATS, ExportError, export_animation, parse_formats, retarget, retarget_matrix,
-                              write_arkit_csv, write_glb, write_mesh_sequence, write_mp4, write_npz)
+from thunder3d.export import (FORMATS, ExportError, check_export_options, export_animation, parse_formats, retarget,
+                              retarget_matrix, write_arkit_csv, write_glb, write_mesh_sequence, write_mp4, write_npz)
 from thunder3d.rigs import ARKIT_NAMES, load_rig
 from thunder3d.rigs.blendshapes import load_blendshapes
 from thunder3d.rigs.flame import load_flame
@@ -240,6 +241,22 @@ def test_csv_round_trips_through_read_livelink_csv(rig, tmp_path):
     assert lines[1].startswith("00:00:00:00.000,52,") and lines[-1].startswith("00:00:01:04.000,52,")
 
 
+def test_csv_clamps_to_the_livelink_range_and_npz_keeps_raw_values(rig, tmp_path):
+    values = np.random.default_rng(3).uniform(0.0, 1.0, (T, 52)).astype(np.float32)
+    values[0, 0], values[1, 5], values[4, 51] = 1.25, -0.5, -1e-4  # overshoot of a model sample
+    with pytest.warns(UserWarning, match=r"take\.csv: clamped 3 of 260 values to the Live Link range \[0, 1\]"):
+        path = write_arkit_csv(tmp_path / "take.csv", values, names=rig.coeff_names, fps=FPS)
+    take = read_livelink_csv(path, fps=FPS)
+    np.testing.assert_array_equal(take.coeffs, np.clip(values, 0.0, 1.0))
+    assert take.coeffs[0, 0] == 1.0 and take.coeffs[1, 5] == 0.0
+    with np.load(write_npz(tmp_path / "take.npz", values, fps=FPS, names=rig.coeff_names)) as npz:
+        np.testing.assert_array_equal(npz["coeffs"], values)  # raw, outside [0, 1] included
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # values in range: no warning, written exactly
+        inside = write_arkit_csv(tmp_path / "in.csv", np.clip(values, 0, 1), names=rig.coeff_names, fps=FPS)
+    np.testing.assert_array_equal(read_livelink_csv(inside, fps=FPS).coeffs, np.clip(values, 0, 1))
+
+
 def test_csv_from_an_avatar_layout_and_refusals(avatar_glb, flame_rig, coeffs, tmp_path):
     native = quiet(load_blendshapes, avatar_glb, names="native")
     values = retarget(coeffs[0], ARKIT_NAMES, native)
@@ -269,8 +286,11 @@ def test_glb_structure_and_round_trip_through_the_blendshape_reader(rig, coeffs,
     neutral_m = rig.neutral.numpy() * 0.01
     np.testing.assert_allclose(position.min, neutral_m.min(axis=0), atol=1e-6)
     np.testing.assert_allclose(position.max, neutral_m.max(axis=0), atol=1e-6)
-    assert all(gltf.accessors[t["POSITION"]].min is not None and gltf.accessors[t["POSITION"]].max is not None
-               for t in prim.targets)
+    deltas_m = rig.deltas.numpy() * 0.01
+    for k, target in enumerate(prim.targets):  # each target's bounds are those of its shape's deltas
+        acc = gltf.accessors[target["POSITION"]]
+        np.testing.assert_allclose(acc.min, deltas_m[k].min(axis=0), atol=1e-6, err_msg=ARKIT_NAMES[k])
+        np.testing.assert_allclose(acc.max, deltas_m[k].max(axis=0), atol=1e-6, err_msg=ARKIT_NAMES[k])
     assert gltf.accessors[prim.indices].count == rig.faces.numel()
     for acc in glb_json(path)["accessors"]:  # data-less (all-zero) and sparse targets: no byteOffset
         assert "bufferView" in acc or "byteOffset" not in acc
@@ -367,6 +387,24 @@ def test_bad_input_is_refused_before_anything_is_written(rig, flame_rig, coeffs,
                          fps=FPS, formats="npz,csv")
     with pytest.raises(ExportError, match="the rig takes 52"):
         write_glb(folder / "a.glb", rig, coeffs[0, :, :50], names=rig.coeff_names[:50], fps=FPS)
+    assert not folder.exists()
+
+
+def test_export_options_and_video_size_are_checked_before_any_work(rig, coeffs, tmp_path):
+    assert check_export_options("npz, MP4", 256) == ("npz", "mp4")
+    assert check_export_options(("npz", "csv"), 0) == ("npz", "csv")  # no video: the size is unused
+    for bad in (0, -64, 8, 5000, 12.5, True, "512", None):
+        with pytest.raises(ExportError, match=f"video size must be a whole number of pixels from 16 to 4096, "
+                                              f"got {re.escape(repr(bad))}"):
+            check_export_options("npz,mp4", bad)
+    with pytest.raises(ExportError, match="unknown export format"):
+        check_export_options(["npz", "fbx"], 512)
+    folder = tmp_path / "out"
+    with pytest.raises(ExportError, match="got 0"):  # refused before the wav or the npz is written
+        export_animation(folder, rig, coeffs, names=rig.coeff_names, fps=FPS, audio=tone(T), formats="npz,mp4",
+                         size=0)
+    with pytest.raises(ExportError, match="got 0"):
+        write_mp4(folder / "a.mp4", rig, coeffs[0], size=0)
     assert not folder.exists()
 
 

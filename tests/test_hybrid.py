@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from thunder3d.audio.align import recognize_frame_labels, recognize_phones, recognize_words
-from thunder3d.audio.encoders import (
+from thunder3d.models.encoders import (
     HybridEncoder,
     MelEncoder,
     build_audio_encoder,
@@ -24,9 +24,10 @@ from thunder3d.data.dataset import PAD_PHONE, ClipDataset, collate
 from thunder3d.data.recognized import read_recognized, recognize_corpus, recognized_dir, recognized_path
 from thunder3d.errors import AudioError
 from thunder3d.inference import generate
-from thunder3d.train.checkpoint import load_checkpoint
+from thunder3d.checkpoints import load_checkpoint
 from thunder3d.train.loop import TrainConfig, TrainError, train
-from thunder3d.train.talker import TalkerData, TalkerTask, load_talker
+from thunder3d.checkpoints import load_talker
+from thunder3d.train.talker import TalkerData, TalkerTask
 
 from test_talker import TINY, make_corpus  # noqa: E402  (the tiny talker corpus, shared)
 

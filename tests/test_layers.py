@@ -1,56 +1,114 @@
-"""The one-way import rule of docs/ARCHITECTURE.md, checked on the source (no imports executed)."""
+"""The one-way import rule of docs/ARCHITECTURE.md, checked on the source (no imports executed).
+
+Each top-level part of the package lists the parts it may import (lazy imports inside functions
+count too); everything else, peers included, is a violation. Modules may not import each other in
+a cycle, and the package uses absolute imports only, so this check sees every import.
+"""
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "thunder3d"
 
-# layer rank of each top-level part of the package; a module may import only equal or lower ranks
-RANK = {
-    "constants": 0, "errors": 0, "utils": 0, "sphinx": 0,
-    "rigs": 1, "audio": 1,
-    "data": 2,
-    "models": 3,
-    "train": 4, "eval": 4,
-    "inference": 5, "export": 5, "render": 5,
-    "cli": 6, "__init__": 6, "__main__": 6,
+BASE = {"constants", "errors", "config", "conditions", "utils"}
+SIGNAL = BASE | {"rigs", "audio", "sphinx"}
+# what each top-level part may import (besides itself)
+ALLOWED = {
+    "constants": set(), "errors": set(),
+    "sphinx": {"errors"}, "utils": {"errors"}, "config": {"errors"}, "conditions": {"errors"},
+    "rigs": BASE, "audio": BASE | {"sphinx"},
+    "render": BASE | {"rigs", "audio"},
+    "data": SIGNAL,
+    "models": SIGNAL | {"data"},
+    "checkpoints": SIGNAL | {"data", "models"},
+    "eval": SIGNAL | {"data", "models"},
+    "export": SIGNAL | {"data", "render"},
+    "train": SIGNAL | {"data", "models", "checkpoints", "eval"},
+    "inference": SIGNAL | {"data", "models", "checkpoints", "export"},
+    "scoring": SIGNAL | {"data", "models", "checkpoints", "eval", "inference"},
 }
-# peers that must not know each other even at the same rank
-FORBIDDEN = {("rigs", "audio"), ("audio", "rigs"), ("inference", "render")}
+TOP = {"cli", "__init__", "__main__"}  # may import anything
 
 
 def part_of(path: Path) -> str:
-    rel = path.relative_to(PACKAGE)
-    return rel.parts[0].removesuffix(".py")
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 
-def imported_parts(path: Path) -> set[str]:
+def module_of(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """``(thunder3d module, line)`` of every absolute import of the package in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    parts = set()
+    found = []
     for node in ast.walk(tree):
-        names = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for name in names:
-            if name.startswith("thunder3d."):
-                parts.add(name.split(".")[1])
-    return parts
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("thunder3d.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("thunder3d."):
+            found.append((node.module, node.lineno))
+    return found
 
 
-def test_every_part_has_a_rank():
-    unknown = {part_of(p) for p in PACKAGE.rglob("*.py")} - set(RANK)
-    assert not unknown, f"add these to RANK and docs/ARCHITECTURE.md: {unknown}"
+def sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_imports_point_down_only():
+def test_every_part_has_a_rule():
+    unknown = {part_of(p) for p in sources()} - set(ALLOWED) - TOP
+    assert not unknown, f"add these to ALLOWED and docs/ARCHITECTURE.md: {unknown}"
+
+
+def test_no_relative_imports():
+    bad = [f"{p.relative_to(PACKAGE.parent)}:{n.lineno}" for p in sources()
+           for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+           if isinstance(n, ast.ImportFrom) and n.level > 0]
+    assert not bad, "relative imports (write them absolute so the layer check sees them): " + ", ".join(bad)
+
+
+def test_imports_follow_the_rule():
     bad = []
-    for path in PACKAGE.rglob("*.py"):
+    for path in sources():
         src = part_of(path)
-        for dst in imported_parts(path):
-            if dst == src:
-                continue
-            if RANK.get(dst, 99) > RANK[src] or (src, dst) in FORBIDDEN:
-                bad.append(f"{path.relative_to(PACKAGE.parent)} imports thunder3d.{dst}")
+        if src in TOP:
+            continue
+        for module, line in imports_of(path):
+            dst = module.split(".")[1]
+            if dst != src and dst not in ALLOWED[src]:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({src}) imports {module}")
     assert not bad, "layer violations:\n" + "\n".join(bad)
+
+
+def test_inference_is_free_of_training_and_evaluation():
+    """The rule the product depends on, spelled out: sampling never pulls in training code."""
+    for part in ("inference", "models", "export", "render", "checkpoints"):
+        assert not ALLOWED[part] & {"train", "eval", "scoring", "cli"}, part
+
+
+def test_no_import_cycles_between_modules():
+    modules = {module_of(p): p for p in sources()}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for module, _ in imports_of(path):
+            while module and module not in modules:  # "from thunder3d.x import y" where y is a name
+                module = module.rpartition(".")[0]
+            if module and module != name and not name.startswith(module + "."):  # a package's own __init__
+                targets.add(module)
+        graph[name] = targets
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

@@ -9,6 +9,7 @@ from thunder3d.audio.phones import NUM_PHONES
 from thunder3d.errors import ThunderError
 from thunder3d.models import (
     M2S,
+    ConformerConfig,
     M2S_INPUTS,
     M2SConfig,
     ModelConfigError,
@@ -67,7 +68,7 @@ def test_unknown_variant_lists_valid_ones(rig):
     with pytest.raises(ModelConfigError, match="mouth2s.*face2s.*exp2s"):
         rig_features(rig, coeffs(), "lips2s")
     with pytest.raises(ThunderError, match="valid"):
-        M2SConfig(input="jaw2s", in_dim=10)
+        M2SConfig.from_dict(dict(input="jaw2s", in_dim=10))
 
 
 # ---------------------------------------------------------------- model
@@ -176,7 +177,7 @@ def test_config_refuses_unknown_and_missing_keys(rig):
     with pytest.raises(ModelConfigError, match="in_dim"):
         M2SConfig.from_dict(data)
     with pytest.raises(ModelConfigError, match="odd"):
-        M2SConfig(input="exp2s", in_dim=52, conv_kernel=4)
+        M2SConfig.from_dict(dict(input="exp2s", in_dim=52, conv_kernel=4))
 
 
 # ---------------------------------------------------------------- losses
@@ -238,13 +239,13 @@ def test_cmn_target_ignores_level_and_channel():
     from thunder3d.models.m2s import utterance_normalize
 
     def model(target):
-        return M2S(M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2, target=target))
+        return M2S(M2SConfig.from_dict(dict(input="exp2s", in_dim=52, dim=16, layers=1, heads=2, target=target)))
 
     torch.manual_seed(0)
     target = torch.randn(2, 8, 80)
     mask = torch.tensor([[True, True], [True, False]])
     offset = torch.randn(2, 1, 80) * 3  # a per-utterance, per-bin level (gain + colouring)
-    assert M2SConfig(input="exp2s", in_dim=52).target == "peak"
+    assert M2SConfig.from_dict(dict(input="exp2s", in_dim=52)).target == "peak"
     assert float(model("cmn").mel_loss(target + offset, target, mask)) < 1e-5
     assert float(model("log_mel").mel_loss(target + offset, target, mask)) > 1.0
     normed = utterance_normalize(target, mask)
@@ -276,7 +277,7 @@ def test_cmn_target_ignores_level_and_channel():
     assert torch.allclose(default.audible(normed), normed - 4.0)
     assert torch.equal(model("log_mel").audible(normed), normed)
     with pytest.raises(Exception, match="valid"):
-        M2SConfig(input="exp2s", in_dim=52, target="mfcc")
+        M2SConfig.from_dict(dict(input="exp2s", in_dim=52, target="mfcc"))
 
 
 def test_multiscale_mel_l1_by_hand():
@@ -306,10 +307,10 @@ def test_multiscale_mel_l1_by_hand():
     clean_p = torch.cat([shifted, torch.zeros(1, 4, 80)], 1)
     assert float(multiscale_mel_l1(padded_p, padded_t, mask, (1, 4))) == pytest.approx(
         float(multiscale_mel_l1(clean_p, clean_t, mask, (1, 4))), abs=1e-5)
-    cfg = M2SConfig(input="exp2s", in_dim=52, dim=16, layers=1, heads=2)
+    cfg = M2SConfig(input="exp2s", in_dim=52, conformer=ConformerConfig(dim=16, layers=1, heads=2))
     assert cfg.loss_scales == (1, 8, 32)
     old = {k: v for k, v in cfg.to_dict().items() if k != "loss_scales"}
     assert M2SConfig.from_dict(old).loss_scales == (1,)
     assert M2SConfig.from_dict(cfg.to_dict()).loss_scales == (1, 8, 32)
     with pytest.raises(Exception, match="loss_scales"):
-        M2SConfig(input="exp2s", in_dim=52, loss_scales=(0,))
+        M2SConfig.from_dict(dict(input="exp2s", in_dim=52, loss_scales=(0,)))

@@ -12,7 +12,7 @@ from thunder3d.inference import generate, plan_windows, seam_frames
 from thunder3d.inference.sampling import _window_features
 from thunder3d.models.denoiser import DenoiserConfig
 from thunder3d.models.regressor import RegressorConfig
-from thunder3d.train.talker import TalkerModel
+from thunder3d.models.talker import TalkerModel
 
 C, D_A = 8, 12
 
@@ -24,7 +24,7 @@ def tiny(kind="denoiser", seed=0):
     """A seeded, untrained tiny talker whose conditions matter (FiLM perturbed from its zero init)."""
     torch.manual_seed(seed)
     cls = RegressorConfig if kind == "regressor" else DenoiserConfig
-    net = cls(coeff_dim=C, audio_dim=D_A, dim=16, layers=1, heads=2, conv_kernel=3, dropout=0.0)
+    net = cls.from_dict(dict(coeff_dim=C, audio_dim=D_A, dim=16, layers=1, heads=2, conv_kernel=3, dropout=0.0))
     model = TalkerModel({"kind": kind, "net": net.to_dict(),
                          "audio": {"kind": "mel", "out_dim": D_A, "hidden": 16, "layers": 1},
                          "diffusion": {"num_train_timesteps": 100} if kind == "denoiser" else None})

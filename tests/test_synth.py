@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,50 @@ def test_more_hours_extends_the_plan():
     small, big = plan_corpus(5, 0.01), plan_corpus(5, 0.05)
     assert big.clips[: len(small.clips)] == small.clips
     assert len(big.clips) > len(small.clips)
+
+
+def test_small_corpora_have_val_and_test_clips():
+    # 6 clips of seed 2 are dealt val + 5 train; the last train clip becomes the test clip
+    big = plan_corpus(2, 1.0, max_clips=12)
+    small = plan_corpus(2, 1.0, max_clips=6)
+    assert [c.split for c in big.clips[:6]] == ["val"] + ["train"] * 5
+    assert [c.split for c in small.clips] == ["val", "train", "train", "train", "train", "test"]
+    assert small.clips[:5] == big.clips[:5] and small == plan_corpus(2, 1.0, max_clips=6)  # deterministic
+    moved = small.clips[5]
+    assert moved.id == "syn000005" and moved.speaker in {s.id for s in small.speakers if s.split == "test"}
+    assert all(sentence_split(s) == "test" for s in moved.text.replace("?", ".").replace("!", ".").split(". "))
+    # what `data synth --hours 0.01` plans: every split, for any seed
+    for seed in range(8):
+        plan = plan_corpus(seed, 0.01)
+        assert {c.split for c in plan.clips} == {"train", "val", "test"}, seed
+    # 3 clips: one of each; plans that already have every split are unchanged
+    assert sorted(c.split for c in plan_corpus(2, 1.0, max_clips=3).clips) == ["test", "train", "val"]
+    assert plan_corpus(5, 0.01).clips == plan_corpus(5, 0.05).clips[:9]
+
+
+def test_hours_too_few_for_three_clips_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"hours=0.001 plans only 1 clip\(s\).*at least 3 clips \(train, val and "
+                                        r"test\), i\.e\. at least (0\.\d+) hours") as info:
+        plan_corpus(0, 0.001)
+    with pytest.raises(DataError, match="at least 3 clips"):
+        synthesize_corpus(tmp_path / "tiny", hours=0.001, progress=False)
+    assert not (tmp_path / "tiny").exists()  # refused before any work
+    need = float(re.search(r"at least (0\.\d+) hours", str(info.value))[1])
+    assert [c.split for c in plan_corpus(0, need).clips] == ["train", "val", "test"]
+    assert len(plan_corpus(3, 1.0, max_clips=2).clips) == 2  # a small max_clips is what was asked for
+
+
+def test_growing_a_small_corpus_remakes_its_moved_clip(tmp_path):
+    root = tmp_path / "grow"
+    clean = AugmentConfig.none()
+    first = synthesize_corpus(root, hours=1.0, seed=2, max_clips=6, augment=clean, progress=False)
+    assert first.splits == {"train": 4, "val": 1, "test": 1}
+    assert load_clip(root, "syn000005", audio=False).split == "test"
+    grown = synthesize_corpus(root, hours=1.0, seed=2, max_clips=7, augment=clean, progress=False)
+    assert (grown.generated, grown.skipped) == (2, 5)  # syn000005 is a train clip again, syn000006 the test one
+    assert {e["id"]: e["split"] for e in read_manifest(root)} == {
+        **{f"syn00000{i}": "train" for i in range(1, 6)}, "syn000000": "val", "syn000006": "test"}
+    assert load_clip(root, "syn000005", audio=False).text == plan_corpus(2, 1.0, max_clips=7).clips[5].text
 
 
 def test_resume_regenerates_only_missing(corpus, tmp_path):
@@ -136,6 +181,8 @@ def test_phones_cover_the_speech():
 
 
 def test_manifest_fields(corpus):
+    settings = json.loads((corpus / "synth.json").read_text())
+    speakers = {s["id"]: s for s in settings["speakers"]}
     entries = read_manifest(corpus)
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
     for e in entries:
@@ -144,8 +191,10 @@ def test_manifest_fields(corpus):
         assert e["intensity"] in (1, 2, 3)
         clip = load_clip(corpus, e["id"], audio=False)
         assert clip.num_frames == e["num_frames"] and clip.voice == e["voice"]
-        assert clip.meta["speaker_style"] and clip.head_rotation.shape == (clip.num_frames, 3)
-    settings = json.loads((corpus / "synth.json").read_text())
+        assert clip.head_rotation.shape == (clip.num_frames, 3)
+        speaker = speakers[clip.style]  # the clip was made by one planned speaker, with its style
+        assert (clip.voice, clip.split) == (speaker["voice"], speaker["split"])
+        assert clip.meta["speaker_style"] == speaker["style"]
     assert settings["seed"] == SEED and len(settings["speakers"]) == 40
 
 

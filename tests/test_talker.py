@@ -13,15 +13,11 @@ from thunder3d.data.dataset import collate
 from thunder3d.errors import CheckpointError
 from thunder3d.models.m2s import M2S, M2SConfig
 from thunder3d.rigs import ARKIT_NAMES, load_rig
-from thunder3d.train.checkpoint import save_checkpoint
+from thunder3d.checkpoints import save_checkpoint
 from thunder3d.train.loop import TrainConfig, TrainError, train
-from thunder3d.train.talker import (
-    TalkerData,
-    TalkerModel,
-    TalkerTask,
-    VertexLoss,
-    load_talker,
-)
+from thunder3d.checkpoints import load_talker
+from thunder3d.models.talker import TalkerModel
+from thunder3d.train.talker import TalkerData, TalkerTask, VertexLoss
 
 TINY = {"dim": 16, "layers": 1, "heads": 2, "conv_kernel": 3, "dropout": 0.0}
 TINY_AUDIO = {"kind": "mel", "out_dim": 16, "hidden": 16, "layers": 1}
@@ -176,9 +172,12 @@ def test_train_resume_evaluate_and_load(corpus, m2s_path, tmp_path):
     cfg = {"out": str(out), "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "eval_every": 3,
            "save_every": 3, "best_metric": "val_lve", "progress": False, "log_every": 1, "ema_decay": 0.9}
     result = train(task, TrainConfig(steps=3, **cfg))
-    assert result.step == 3 and result.best is not None
-    assert np.isfinite(result.metrics["val_lve"]) and result.metrics["val_sdiv_u"] >= 0
+    assert result.step == 3 and result.best == out / "best" and result.best_step == 3
+    assert result.best_metric == result.metrics["val_lve"] and np.isfinite(result.best_metric)
+    # two differently seeded samples per window (eval_samples=2): the upper face differs between them
+    assert result.metrics["val_sdiv_u"] > 0
     config = json.loads((out / "best" / "config.json").read_text())
+    assert config["step"] == 3 and config["metrics"] == pytest.approx(result.metrics)
     assert config["task"] == "talker" and config["rig"]["spec"] == "builtin"
     assert config["styles"] == ["spk0", "spk1"] and len(config["normalizer"]["mean"]) == 52
     # "killed" after step 3: a new process resumes from last/ and continues at step 4

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,15 +16,8 @@ import torch
 from torch import nn
 
 from thunder3d.errors import CheckpointError
-from thunder3d.train import (
-    EMA,
-    StepBatchSampler,
-    Task,
-    TrainConfig,
-    TrainError,
-    load_checkpoint,
-    train,
-)
+from thunder3d.checkpoints import load_checkpoint
+from thunder3d.train import EMA, StepBatchSampler, Task, TrainConfig, TrainError, train
 from thunder3d.train.loop import build_optimizer, lr_factor
 
 TESTS = Path(__file__).resolve().parent
@@ -145,7 +139,17 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
     assert train_loss[-1] < 0.5 * train_loss[0]
     assert {"lr", "grad_norm", "mae", "samples_per_s"} <= set(records[0])
     assert result.step == 30 and result.stopped == "completed"
-    assert list((tmp_path / "tensorboard").iterdir())
+    # tensorboard/ holds the same scalars as metrics.jsonl, at the same steps
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(tmp_path / "tensorboard"))
+    board.Reload()
+    for tag, split, key in (("val/val_loss", "val", "val_loss"), ("train/loss", "train", "loss")):
+        events = board.Scalars(tag)
+        assert [e.step for e in events] == [r["step"] for r in records if r["split"] == split]
+        assert [e.value for e in events] == pytest.approx([r[key] for r in records if r["split"] == split],
+                                                          rel=1e-6)  # stored as float32
+    assert [e.step for e in board.Scalars("val/val_loss")] == [10, 20, 30]
     ckpt = load_checkpoint(result.last, expect={"task": "regress", "model.width": 8,
                                                 "data.kind": "random-linear"})
     assert ckpt.step == 30 and ckpt.config["train"]["steps"] == 30
@@ -265,7 +269,10 @@ def test_time_budget_stops_and_saves(tmp_path):
     result = train(Regression(), cfg(tmp_path, steps=1000, max_minutes=1e-6))
     assert result.stopped == "time_budget" and result.step == 1
     assert load_checkpoint(tmp_path / "last").step == 1
-    assert result.best is not None  # evaluated before stopping
+    # evaluated before stopping: best/ is that step-1 evaluation
+    assert result.best == tmp_path / "best" and result.best_step == 1
+    best = load_checkpoint(result.best)
+    assert best.step == 1 and best.config["metrics"]["val_loss"] == result.best_metric
     again = train(Regression(), cfg(tmp_path, steps=4, resume=True))
     assert again.step == 4 and again.stopped == "completed"
 
@@ -275,7 +282,9 @@ def test_stop_at_trains_in_chunks_like_one_run(tmp_path):
     one uninterrupted run."""
     whole = train(Regression(), cfg(tmp_path / "whole", steps=12))
     first = train(Regression(), cfg(tmp_path / "chunks", steps=12, stop_at=5))
-    assert first.stopped == "stop_at" and first.step == 5 and first.best is not None
+    assert first.stopped == "stop_at" and first.step == 5
+    assert first.best == tmp_path / "chunks" / "best" and first.best_step == 5  # evaluated at the stop
+    assert load_checkpoint(first.best).config["metrics"]["val_loss"] == first.best_metric
     assert load_checkpoint(tmp_path / "chunks" / "last").step == 5
     again = train(Regression(), cfg(tmp_path / "chunks", steps=12, stop_at=5, resume=True))
     assert again.step == 5  # already there: nothing to do
@@ -294,13 +303,57 @@ def test_ctrl_c_saves_last_and_reraises(tmp_path):
     assert train(Regression(), cfg(tmp_path, steps=6, resume=True)).step == 6
 
 
+def _stale(folder: Path, name: str) -> Path:
+    """A ``.NAME.tmp-*`` folder as a save killed mid-way (in an earlier process) leaves it."""
+    tmp = folder / f".{name}.tmp-k1ll3d_x"
+    tmp.mkdir(parents=True)
+    (tmp / "model.safetensors").write_bytes(b"partial")
+    old = time.time() - 3600
+    for p in (tmp / "model.safetensors", tmp):
+        os.utime(p, (old, old))
+    return tmp
+
+
+def test_resume_tidies_what_interrupted_saves_left(tmp_path):
+    train(Regression(), cfg(tmp_path, steps=6))
+    _stale(tmp_path, "last")
+    _stale(tmp_path, "best")
+    # killed between the two renames of a save of last/: the step-6 checkpoint is aside, no last/
+    (tmp_path / "last").rename(tmp_path / ".last.old-1234abcd")
+    task = Regression()
+    with pytest.warns(UserWarning, match="recovered the previous copy"):
+        result = train(task, cfg(tmp_path, steps=9, resume=True))
+    assert min(task.seen) == 6 and result.step == 9  # resumed from the recovered step-6 checkpoint
+    assert load_checkpoint(tmp_path / "last").step == 9
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_run_ends_without_stale_temporary_folders(tmp_path):
+    _stale(tmp_path, "last")
+    assert train(Regression(), cfg(tmp_path, steps=2)).step == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert (tmp_path / "last").is_dir() and (tmp_path / "best").is_dir()
+
+
+def test_no_validation_data_is_announced_once(tmp_path):
+    class NoVal(Regression):
+        def val_dataset(self):
+            return None
+
+    with pytest.warns(UserWarning) as record:
+        result = train(NoVal(), cfg(tmp_path, steps=4, eval_every=1))
+    said = [str(w.message) for w in record if "validation" in str(w.message)]
+    assert len(said) == 1 and "no evaluation will run and no best/ checkpoint" in said[0]
+    assert result.best is None and not (tmp_path / "best").exists() and (tmp_path / "last").is_dir()
+
+
 def test_refuses_to_overwrite_another_run(tmp_path):
     train(Regression(), cfg(tmp_path, steps=2))
     before = (tmp_path / "last" / "model.safetensors").read_bytes()
     with pytest.raises(TrainError) as info:
         train(Regression(width=16), cfg(tmp_path, steps=2))
     msg = str(info.value)
-    assert "width 8 but 16 was asked for" in msg and "--out" in msg and "--resume" in msg
+    assert "width 8 but 16 was asked for" in msg and "--output" in msg and "--resume" in msg
     with pytest.raises(TrainError, match="already holds a run of this task and model at step 2"):
         train(Regression(), cfg(tmp_path, steps=2))
     with pytest.raises(CheckpointError, match="width 8 but 16"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from thunder3d.cli import main
-from thunder3d.data.clip import corpus_clips
+from thunder3d.data.clip import corpus_clips, load_clip
 from thunder3d.data.synth import synthesize_corpus
 from thunder3d.errors import CheckpointError
-from thunder3d.train.m2s import load_m2s
+from thunder3d.checkpoints import load_m2s
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("m2s_run") / "run"
-    args = ["train", "m2s", "--corpus", str(corpus), "--out", str(out), "--steps", "6",
+    args = ["train", "m2s", "--corpus", str(corpus), "-o", str(out), "--steps", "6",
             "--batch-size", "4", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
             "--eval-every", "3", "--save-every", "3", "--warmup", "2", "--no-progress", "--seed", "1"]
     assert main(args) == 0
@@ -37,9 +37,10 @@ def test_train_eval_speak(run, corpus, tmp_path, capsys):
     assert config["model"]["input"] == "mouth2s"
 
     out = tmp_path / "eval.json"
-    main(["eval", "m2s", "--checkpoint", str(run), "--corpus", str(corpus), "--split", "train",
-          "--clips", "3", "-o", str(out)])
+    code = main(["eval", "m2s", "--model", str(run), "--corpus", str(corpus), "--split", "train",
+                 "--clips", "3", "-o", str(out)])
     result = json.loads(out.read_text())
+    assert code == (0 if result["criterion_met"] else 1)  # the exit status reports the sync criterion
     assert set(result["sync_curve"]) == {"0", "±1", "±2", "±4", "±8", "mismatched", "neutral"}
     assert result["clips"] == 3 and np.isfinite(result["mel_l1"])
 
@@ -50,17 +51,25 @@ def test_train_eval_speak(run, corpus, tmp_path, capsys):
     import soundfile
 
     audio, sr = soundfile.read(wav)
-    assert sr == 16000 and len(audio) > 16000 and np.isfinite(audio).all()
+    frames = load_clip(corpus, clip, audio=False).num_frames
+    assert sr == 16000 and len(audio) == frames * 640  # one animation frame = 640 samples of speech
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0.1  # peak-normalised, not silence
 
 
-def test_resume_continues(run, corpus):
-    args = ["train", "m2s", "--corpus", str(corpus), "--out", str(run), "--steps", "8",
+def test_resume_continues(run, corpus, capsys):
+    args = ["train", "m2s", "--corpus", str(corpus), "-o", str(run), "--steps", "8",
             "--batch-size", "4", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2",
             "--eval-every", "4", "--save-every", "4", "--warmup", "2", "--no-progress", "--seed", "1",
             "--resume"]
     assert main(args) == 0
+    assert "at step 6" in capsys.readouterr().out  # picked up the fixture's 6-step run
     state = json.loads((run / "last" / "training_state.json").read_text())
-    assert "8" in json.dumps(state)  # continued to step 8
+    assert state["state"]["step"] == 8
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # evaluated at 3 and 6 before, then at 8: continued, not restarted (which would evaluate at 4)
+    assert [r["step"] for r in records if r["split"] == "val"] == [3, 6, 8]
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 8
 
 
 def test_load_checks_rig_input_and_truncation(run, tmp_path, capsys):
@@ -77,7 +86,7 @@ def test_load_checks_rig_input_and_truncation(run, tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(CheckpointError):
         load_m2s(broken)
-    assert main(["eval", "m2s", "--checkpoint", str(broken), "--corpus", str(tmp_path)]) == 2
+    assert main(["eval", "m2s", "--model", str(broken), "--corpus", str(tmp_path)]) == 2
     assert "thunder3d: error:" in capsys.readouterr().err
 
 

@@ -1,7 +1,8 @@
-"""Audio: loading and validation (:mod:`.io`), log-mel features with frame helpers (:mod:`.features`),
-the phone inventory (:mod:`.phones`), speech synthesis with phone timings (:mod:`.tts`), and forced
-alignment / phone recognition (:mod:`.align`), augmentation (:mod:`.augment`), Griffin-Lim (:mod:`.vocoder`), frame-aligned audio encoders
-(:mod:`.encoders`)."""
+"""Audio signal processing: loading and validation (:mod:`.io`), log-mel features with frame helpers
+(:mod:`.features`), the phone inventory (:mod:`.phones`), speech synthesis with phone timings
+(:mod:`.tts`), forced alignment / phone recognition (:mod:`.align`), augmentation (:mod:`.augment`,
+:mod:`.mel_augment`) and Griffin-Lim (:mod:`.vocoder`). The trainable audio encoders are models:
+:mod:`thunder3d.models.encoders`."""
 
 from thunder3d.audio.align import (
     AlignmentResult,
@@ -15,16 +16,6 @@ from thunder3d.audio.align import (
     recognize_words,
 )
 from thunder3d.audio.augment import AugmentConfig, augment
-from thunder3d.audio.encoders import (
-    ENCODER_KINDS,
-    AudioEncoder,
-    AudioEncoderError,
-    HFSpeechEncoder,
-    MelEncoder,
-    HybridEncoder,
-    PhoneticEncoder,
-    build_audio_encoder,
-)
 from thunder3d.audio.features import (
     LogMel,
     frame_times,
@@ -44,6 +35,7 @@ from thunder3d.audio.io import (
     iter_audio_blocks,
     load_audio,
     save_audio,
+    speech_problem,
     to_mono_16k,
 )
 from thunder3d.audio.phones import (
@@ -63,7 +55,7 @@ from thunder3d.audio.vocoder import griffin_lim, mel_to_linear, spectral_converg
 __all__ = [
     "AudioInfo", "LogMel", "audio_info", "frame_times", "frames_to_mel", "frames_to_samples",
     "is_silent", "iter_audio_blocks", "load_audio", "log_mel", "mel_filterbank", "mel_to_frames",
-    "num_frames", "pad_to_frames", "rms_envelope", "save_audio", "to_mono_16k",
+    "num_frames", "pad_to_frames", "rms_envelope", "save_audio", "speech_problem", "to_mono_16k",
     # phones, synthesis, alignment
     "PHONES", "SIL", "Phone", "Word", "phone_index", "phones_from_json", "phones_to_json",
     "to_frame_labels", "validate_phones",
@@ -73,7 +65,4 @@ __all__ = [
     "recognize_phones", "recognize_words",
     "AugmentConfig", "augment",
     "griffin_lim", "mel_to_linear", "spectral_convergence", "vocode",
-    # audio encoders (25 fps features)
-    "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "HybridEncoder",
-    "MelEncoder", "PhoneticEncoder", "build_audio_encoder",
 ]

@@ -29,7 +29,7 @@ step's probability does not change what the others draw.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 from scipy.signal import butter, fftconvolve, resample_poly, sosfiltfilt, tf2sos
 
+from thunder3d.config import Config
 from thunder3d.constants import SAMPLE_RATE
 from thunder3d.errors import AudioError
 
@@ -47,11 +48,13 @@ _SPEED_DENOMINATOR = 40  # speed factors are k / 40: short polyphase filters, ex
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Config):
     """Probabilities and ranges of :func:`augment` (ranges are ``(low, high)``, drawn uniformly).
 
     ``AugmentConfig.none()`` switches every step off (level normalisation stays on).
     """
+
+    error = AudioError
 
     p_speed: float = 0.4
     speed: tuple[float, float] = (0.9, 1.1)  # > 1 is faster (shorter)
@@ -101,16 +104,6 @@ class AugmentConfig:
         return cls(p_speed=0.0, p_reverb=0.0, p_noise=0.0, p_eq=0.0, p_bandlimit=0.0,
                    pitch_jitter=0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AugmentConfig":
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise AudioError(f"AugmentConfig: unknown keys {sorted(bad)}; valid: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 # ---- individual steps (plain functions) ---------------------------------------------------------

@@ -58,7 +58,7 @@ from thunder3d.audio.io import load_audio, save_audio
 from thunder3d.audio.phones import Phone, phones_from_arrays, phones_to_arrays, validate_phones
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.data.expression import EMOTIONS  # the 8 MEAD emotions; index = position
-from thunder3d.errors import AudioError, ThunderError
+from thunder3d.errors import AudioError, DataError
 from thunder3d.utils.io import atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -91,8 +91,6 @@ _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: byte-identical npz files
 
 
-class DataError(ThunderError):
-    """A clip, corpus or capture file that cannot be used; the message names the clip or file."""
 
 
 @dataclass

@@ -34,40 +34,12 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from thunder3d.constants import FPS
+from thunder3d.conditions import EMOTIONS, INTENSITIES, check_emotion, check_intensity
 from thunder3d.errors import ThunderError
 from thunder3d.rigs.arkit import ARKIT_INDEX, ARKIT_NAMES
 
-EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprised", "fear", "disgusted", "angry",
-                             "contempt")
-"""The MEAD emotions, in MEAD's order (index = emotion id)."""
-
-INTENSITIES: tuple[int, ...] = (1, 2, 3)
-"""MEAD intensity levels (weak, medium, strong)."""
-
 INTENSITY_SCALE: dict[int, float] = {1: 0.4, 2: 0.7, 3: 1.0}
 """Multiplier of the emotion pattern at each intensity."""
-
-_ALIASES = {"surprise": "surprised", "fearful": "fear", "disgust": "disgusted", "anger": "angry",
-            "happiness": "happy", "sadness": "sad"}
-
-
-def check_emotion(name: str) -> str:
-    """The canonical emotion name for ``name`` (case-insensitive, a few common aliases); raises
-    :class:`ThunderError` listing :data:`EMOTIONS` for anything else."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in EMOTIONS:
-        raise ThunderError(f"unknown emotion {name!r}; valid: {', '.join(EMOTIONS)}")
-    return key
-
-
-def check_intensity(value: int | str) -> int:
-    """The intensity level as an int in :data:`INTENSITIES` (``2``, ``"2"`` and MEAD's ``"level_2"``
-    are accepted); raises :class:`ThunderError` listing the valid levels for anything else."""
-    raw = str(value).strip().lower().removeprefix("level_")
-    if isinstance(value, bool) or not raw.isdigit() or int(raw) not in INTENSITIES:
-        raise ThunderError(f"unknown intensity {value!r}; valid: {', '.join(map(str, INTENSITIES))}")
-    return int(raw)
 
 
 # ------------------------------------------------------------------------------ emotion patterns

@@ -59,7 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from thunder3d.constants import FPS
-from thunder3d.data.clip import Clip, DataError, normalize_emotion
+from thunder3d.data.clip import Clip, normalize_emotion
 from thunder3d.data.importers import (
     SPLIT_FOLDERS,
     SourcePair,
@@ -70,7 +70,7 @@ from thunder3d.data.importers import (
     pair_files,
     uniform_times,
 )
-from thunder3d.errors import ThunderError
+from thunder3d.errors import DataError, ThunderError
 from thunder3d.rigs.flame import coeff_layout
 from thunder3d.utils.safe_pickle import safe_load_pickle, to_numpy
 

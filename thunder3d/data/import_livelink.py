@@ -44,8 +44,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from thunder3d.errors import DataError
 from thunder3d.constants import FPS
-from thunder3d.data.clip import Clip, DataError
+from thunder3d.data.clip import Clip
 from thunder3d.data.importers import (
     MAX_FPS,
     MIN_FPS,

@@ -21,10 +21,10 @@ from thunder3d.audio.io import load_audio
 from thunder3d.audio.features import num_frames as audio_num_frames
 from thunder3d.constants import FPS
 from thunder3d.data.articulation import SpeakerStyle, articulate
-from thunder3d.data.clip import Clip, DataError, append_manifest, assign_split, manifest_entry, save_clip
+from thunder3d.data.clip import Clip, append_manifest, assign_split, manifest_entry, save_clip
 from thunder3d.data.expression import combine, expression_track
 from thunder3d.data.importers import ImportReport, _progress, check_source_folder, clip_id_for
-from thunder3d.errors import ThunderError
+from thunder3d.errors import DataError, ThunderError
 from thunder3d.rigs.arkit import ARKIT_NAMES
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")

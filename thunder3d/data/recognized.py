@@ -1,6 +1,6 @@
 """Recognised phones of a corpus's clips, cached beside them for encoders that read phones.
 
-The ``phonetic`` and ``hybrid`` audio encoders (:mod:`thunder3d.audio.encoders`) take pocketsphinx's
+The ``phonetic`` and ``hybrid`` audio encoders (:mod:`thunder3d.models.encoders`) take pocketsphinx's
 recognised phones (no transcript) as input. At inference they are recognised from the audio;
 training reads them from ``<corpus>/recognized/<id>.json`` (the phones JSON of
 :func:`~thunder3d.audio.phones.phones_to_json`, from
@@ -22,8 +22,8 @@ import numpy as np
 
 from thunder3d.audio.phones import phones_from_json, phones_to_json, to_frame_labels
 from thunder3d.constants import FPS
-from thunder3d.data.clip import DataError, corpus_clips, load_clip
-from thunder3d.errors import AudioError
+from thunder3d.data.clip import corpus_clips, load_clip
+from thunder3d.errors import AudioError, DataError
 from thunder3d.utils.io import atomic_write_text
 
 RECOGNIZED_DIR = "recognized"

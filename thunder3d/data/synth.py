@@ -22,17 +22,21 @@ intensity, rate/pitch jitter, and a per-clip seed (``SeedSequence(seed, spawn_ke
 for augmentation and expression. Clips are added until the planned speech reaches ``hours``
 (durations are estimated from word counts and rate). Asking for more hours with the same seed
 extends the plan: the first clips are the same, so a larger corpus can be resumed from a
-smaller one. Workers only execute specs, so output never depends on scheduling: the same seed
+smaller one (except the few clips a corpus of under ten clips moves to val/test, see Splits). Workers only execute specs, so output never depends on scheduling: the same seed
 gives byte-identical files with any number of workers.
 
 **Splits** hold out voices *and* sentences. Clips go to splits in blocks of ten (8 train, 1 val,
-1 test, in a seeded order), so even tiny corpora have every split. Speakers are partitioned by
+1 test, in a seeded order). A corpus smaller than a block may miss val or test that way: then its
+last train clips become the missing val/test clips (so every corpus of 3 clips or more has every
+split, and training on it evaluates and writes ``best/``), and hours too few for 3 clips are
+refused with the hours needed. Speakers are partitioned by
 split, and so are espeak's voice variants (timbres): a val or test voice never appears in train,
 not even with another accent. Sentences are assigned to a split by a hash of their text
 (:func:`thunder3d.data.text.sentence_split`), and a clip of split S only speaks sentences of S.
 
 **Resuming**: a clip whose npz exists is skipped (a clip is complete when its npz exists), so
-an interrupted run continues where it stopped; ``manifest.jsonl`` is rewritten atomically every
+an interrupted run continues where it stopped (a clip on disk whose split or text differs from the
+plan's, e.g. a small corpus' moved clip when the corpus grows, is made again); ``manifest.jsonl`` is rewritten atomically every
 ``manifest_every`` clips and at the end. A folder made with other settings (seed, voices,
 augmentation) is refused rather than mixed.
 """
@@ -50,7 +54,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -389,8 +393,12 @@ def _estimate_seconds(text: str, rate: int) -> float:
     return len(text.split()) * _SECONDS_PER_WORD_AT_1WPM / rate
 
 
-def iter_plan(seed: int, speakers: Sequence[Speaker]) -> Iterable[ClipSpec]:
-    """Clip specs in order, forever (a prefix of this stream is a corpus plan)."""
+def iter_plan(seed: int, speakers: Sequence[Speaker],
+              splits: Mapping[int, str] | None = None) -> Iterable[ClipSpec]:
+    """Clip specs in order, forever (a prefix of this stream is a corpus plan). ``splits`` puts the
+    clips of the given indices into another split than their block's deal (:func:`plan_corpus`
+    uses it so that a small corpus has val and test clips)."""
+    splits = dict(splits or {})
     by_split = {s: [sp for sp in speakers if sp.split == s] for s in SPLITS}
     missing = [s for s in SPLITS if not by_split[s]]
     if missing:
@@ -399,7 +407,7 @@ def iter_plan(seed: int, speakers: Sequence[Speaker]) -> Iterable[ClipSpec]:
     index = 0
     while True:
         rng = _child_rng(seed, 3, index)
-        split = _split_of_clip(seed, index)
+        split = splits.get(index) or _split_of_clip(seed, index)
         spk = by_split[split][int(rng.integers(len(by_split[split])))]
         rate = int(np.clip(round(spk.rate * (1 + rng.uniform(-CLIP_RATE_JITTER, CLIP_RATE_JITTER))),
                            80, 450))
@@ -427,8 +435,15 @@ def iter_plan(seed: int, speakers: Sequence[Speaker]) -> Iterable[ClipSpec]:
 
 def plan_corpus(seed: int, hours: float, voices: Sequence[str] | None = None,
                 max_clips: int | None = None) -> CorpusPlan:
-    """Speakers and clip specs for about ``hours`` of speech (estimated; at least one clip),
-    or ``max_clips`` clips if that comes first."""
+    """Speakers and clip specs for about ``hours`` of speech (estimated), or ``max_clips`` clips
+    if that comes first.
+
+    Every plan of 3 clips or more has at least one val and one test clip: when the clips dealt
+    so far hold none of a split (a corpus smaller than one block of ten), the last train clips
+    are made val/test clips instead (:func:`_small_corpus_splits`; plans that have every split
+    are unchanged). ``hours`` too small for 3 clips raises DataError naming the hours needed;
+    ``max_clips`` of 1 or 2 is allowed (such a corpus has no val or test clip).
+    """
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
         raise DataError(f"hours must be a positive number, got {hours!r}")
     if max_clips is not None and (not isinstance(max_clips, int) or max_clips < 1):
@@ -440,7 +455,38 @@ def plan_corpus(seed: int, hours: float, voices: Sequence[str] | None = None,
             break
         clips.append(spec)
         total += spec.estimated_seconds
+    if len(clips) < MIN_SPLIT_CLIPS and (max_clips is None or len(clips) < max_clips):
+        raise DataError(_too_small(seed, speakers, hours, len(clips)))
+    moved = _small_corpus_splits([c.split for c in clips])
+    if moved:  # deterministic: the same stream with those clips in their new split
+        stream = iter_plan(seed, speakers, splits=moved)
+        clips = [next(stream) for _ in range(len(clips))]
     return CorpusPlan(speakers=speakers, clips=tuple(clips))
+
+
+MIN_SPLIT_CLIPS = len(SPLITS)
+"""Clips a corpus needs to have a train, a val and a test clip."""
+
+
+def _small_corpus_splits(splits: Sequence[str]) -> dict[int, str]:
+    """``{clip index: split}`` moving the last train clips of a plan (clips dealt ``splits``) to
+    the splits it lacks, so that a plan of 3+ clips has every split; ``{}`` when none is missing."""
+    missing = [s for s in SPLITS if s not in splits]
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    if len(splits) < MIN_SPLIT_CLIPS or not missing or len(train) <= len(missing):
+        return {}
+    return dict(zip(train[-len(missing):], missing))
+
+
+def _too_small(seed: int, speakers: Sequence[Speaker], hours: float, count: int) -> str:
+    """The DataError message for ``hours`` that plan fewer than :data:`MIN_SPLIT_CLIPS` clips."""
+    stream = iter_plan(seed, speakers)
+    first = [next(stream) for _ in range(MIN_SPLIT_CLIPS)]
+    # the plan stops once the clips planned so far reach `hours`: the first two must fall short
+    need = math.floor(sum(c.estimated_seconds for c in first[:-1]) / 3600.0 * 1e4 + 1) / 1e4
+    return (f"hours={hours:g} plans only {count} clip(s) (about {hours * 3600:.0f} s of speech); a corpus needs "
+            f"at least {MIN_SPLIT_CLIPS} clips (train, val and test), i.e. at least {need:.4f} hours "
+            f"(about {need * 3600:.0f} s) with seed {seed}; ask for more hours")
 
 
 # ---- making one clip ----------------------------------------------------------------------------
@@ -618,8 +664,8 @@ def synthesize_corpus(
     seed = int(seed)
     config = AugmentConfig() if augment is None else augment
     out = Path(out)
+    plan = plan_corpus(seed, hours, voices, max_clips)  # refuses bad hours before a folder is made
     out.mkdir(parents=True, exist_ok=True)
-    plan = plan_corpus(seed, hours, voices, max_clips)
     voice_list = sorted({s.voice for s in plan.speakers})
     _check_config(out, {
         "seed": seed, "voices": None if voices is None else sorted(voices),
@@ -632,11 +678,16 @@ def synthesize_corpus(
     for spec in plan.clips:
         if clip_exists(out, spec.id):
             try:
-                entries[spec.index] = _entry(load_clip(out, spec.id, audio=False), spec)
-                continue
+                clip = load_clip(out, spec.id, audio=False)
             except DataError:
-                for p in clip_paths(out, spec.id):  # unreadable: make it again
-                    p.unlink(missing_ok=True)
+                clip = None  # unreadable: make it again
+            # a clip of another plan (a small corpus moves its last train clips to val/test, a
+            # larger one keeps them in train): made again for this one
+            if clip is not None and clip.split == spec.split and clip.text == spec.text:
+                entries[spec.index] = _entry(clip, spec)
+                continue
+            for p in clip_paths(out, spec.id):
+                p.unlink(missing_ok=True)
         todo.append(spec)
     skipped = len(entries)
     report = SynthReport(out=out, num_clips=len(plan.clips), generated=0, skipped=skipped)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thunder3d.errors import ThunderError
+from thunder3d.errors import TextError
 
 SPLITS = ("train", "val", "test")
 # fraction of the sentence hash space that belongs to val and to test; train is the rest
@@ -125,8 +125,6 @@ _LABIAL = {"P", "B", "M"}
 _OPEN_VOWEL = {"AA", "AE", "AH", "AO", "AW", "AY"}
 
 
-class TextError(ThunderError):
-    """The word source (pocketsphinx dictionary and language model) is missing or unusable."""
 
 
 # ---- word source --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ far worse than the truth (the issue asks for at least 1.5 x loss(0)). ``±k`` is
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,6 +28,7 @@ from thunder3d.audio.features import log_mel
 from thunder3d.audio.phones import to_frame_labels
 from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.data.clip import Clip
+from thunder3d.errors import EvalError
 from thunder3d.models.m2s import M2S, rig_features
 from thunder3d.rigs.base import Rig
 
@@ -125,6 +127,30 @@ def evaluate_m2s(model: M2S, rig: Rig, clips: Sequence[Clip], device: str | torc
     scores = [score_clip(model, rig, clip, clips[(i + 1) % len(clips)], device)
               for i, clip in enumerate(clips)]
     return summarize(scores)
+
+
+def hear(model: M2S, rig: Rig, coeffs: np.ndarray | str | os.PathLike, *, iterations: int = 60, seed: int = 0,
+         device: str | torch.device = "cpu") -> np.ndarray:
+    """What the listener hears in an animation: coefficients ``[T, C]`` (or ``[N, T, C]``: the first
+    sample; or an npz file with ``coeffs``) -> 16 kHz speech ``[T * 640]``, Griffin-Lim from the
+    predicted log-mel."""
+    from thunder3d.audio.vocoder import vocode
+
+    if isinstance(coeffs, (str, os.PathLike)):
+        try:
+            with np.load(coeffs, allow_pickle=False) as data:
+                coeffs = data["coeffs"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise EvalError(f"{coeffs}: not an animation npz with 'coeffs' ({exc})") from None
+    coeffs = np.asarray(coeffs, dtype=np.float32)
+    if coeffs.ndim == 3 and coeffs.shape[0] >= 1:
+        coeffs = coeffs[0]
+    if coeffs.ndim != 2 or coeffs.shape[1] != rig.num_coeffs or not np.isfinite(coeffs).all():
+        raise EvalError(f"coeffs must be finite [T, {rig.num_coeffs}] for rig {rig.spec!r}, got {coeffs.shape}")
+    with torch.no_grad():
+        x = torch.from_numpy(coeffs).to(device)[None]
+        mel = model.audible(model(rig_features(rig, x, model.cfg.input)).mel[0]).cpu()
+    return vocode(mel, n_iter=iterations, seed=seed)
 
 
 def format_report(result: dict) -> str:

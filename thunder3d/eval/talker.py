@@ -2,7 +2,7 @@
 
 A *system* is a mapping from clip id to its animations of that clip's audio: ``[N, T, C]`` rig
 coefficients or ``[N, T, V, 3]`` vertices (``N`` samples; a single ``[T, C]`` / ``[T, V, 3]`` is
-one sample). Predictions come from :mod:`thunder3d.inference.predictors` (a checkpoint, a folder of
+one sample). Predictions come from :mod:`thunder3d.scoring` (a checkpoint, a folder of
 npz files, the rule-based baseline) or :func:`ground_truth_predictions`; this module only measures.
 The predicted length may differ from the clip's by one frame (the audio/motion tolerance of a
 clip); both are then cut to the shorter.
@@ -45,7 +45,7 @@ import torch
 from thunder3d.constants import FPS
 from thunder3d.data.clip import Clip
 from thunder3d.data.dataset import select_coeffs
-from thunder3d.errors import ThunderError
+from thunder3d.errors import EvalError
 from thunder3d.eval.grounded import MAX_LAG_FRAMES, closure_rate, open_vowel_rate, peak_lag, sync_lag
 from thunder3d.eval.metrics import (
     aperture_indices,
@@ -77,8 +77,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 """Columns of :func:`format_markdown`: result key, header, format."""
 
 
-class EvalError(ThunderError):
-    """Predictions that cannot be scored: missing clips, wrong shapes or lengths, wrong rig."""
 
 
 # --------------------------------------------------------------------------- predictions

@@ -12,7 +12,9 @@ suffix for a single sample)::
     animation.mp4                 one video, N samples side by side in a grid
 
 Everything is checked before the first file is written (coefficients, names, fps, formats against
-the rig, the folder's writability); each file is written atomically.
+the rig, the MP4 size, the folder's writability); each file is written atomically. The checks that
+need no animation (formats, MP4 size) are :func:`~thunder3d.export.common.check_export_options`, for
+a command to call before it computes one.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from thunder3d.export.common import (ExportError, as_batch, check_coeffs, check_fps, check_names, ensure_folder,
-                                     fit_duration, load_wav, sample_suffix)
-from thunder3d.export.formats import parse_formats
+from thunder3d.errors import ExportError
+from thunder3d.export.common import (as_batch, check_coeffs, check_export_options, check_fps, check_names,
+                                     ensure_folder, fit_duration, load_wav, sample_suffix)
 from thunder3d.export.glb import write_glb
 from thunder3d.export.livelink import check_arkit_names, check_csv_fps, write_arkit_csv
 from thunder3d.export.mesh import write_mesh_sequence
@@ -121,13 +123,13 @@ def export_animation(out_dir: str | os.PathLike, rig, coeffs, *, names: Sequence
         audio: optional ``[N]`` 16 kHz array or audio file, saved as ``<stem>.wav`` and muxed into the MP4.
         formats: a subset of :data:`FORMATS`, as a sequence or comma-separated string.
         stem: the base name of every output.
-        size: MP4 pixels per grid cell.
+        size: MP4 pixels per grid cell, 16..4096 (checked only when ``mp4`` is among the formats).
     Returns:
         Format -> written paths (``"wav"`` too when there is audio), in the order requested.
     Raises:
         ExportError: bad input or an unwritable ``out_dir``, before anything is written.
     """
-    formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
+    formats = check_export_options(formats, size)  # the formats, and the MP4 size when one is asked for
     stem = _check_stem(stem)
     given = check_coeffs(coeffs)
     names = check_names(names, given.shape[-1])
@@ -151,3 +153,16 @@ def export_animation(out_dir: str | os.PathLike, rig, coeffs, *, names: Sequence
     for fmt in formats:
         out[fmt] = WRITERS[fmt](job)
     return out
+
+
+def written_summary(written: dict[str, list[Path]]) -> list[str]:
+    """One line per format of what :func:`export_animation` wrote: the file, or the folder and the
+    file count of a mesh sequence."""
+    lines = []
+    for fmt, paths in written.items():
+        if len(paths) > 4 and len({p.parent for p in paths}) <= 4:
+            folders = ", ".join(str(d) + "/" for d in dict.fromkeys(p.parent for p in paths))
+            lines.append(f"  {fmt:<4} {folders} ({len(paths)} files)")
+        else:
+            lines += [f"  {fmt:<4} {path}" for path in paths]
+    return lines

@@ -17,16 +17,48 @@ import numpy as np
 import torch
 
 from thunder3d.constants import SAMPLE_RATE
-from thunder3d.errors import ThunderError
+from thunder3d.errors import ExportError
 
 CHUNK_FRAMES = 32
 """Frames per rig forward when streaming vertices (bounds memory: 32 ICT frames are ~9 MB)."""
 
 MAX_FPS = 1000.0
 
+MIN_VIDEO_SIZE, MAX_VIDEO_SIZE = 16, 4096
+"""The MP4 pixels per view / grid cell accepted (``--size``)."""
 
-class ExportError(ThunderError):
-    """An animation that cannot be exported: bad coefficients, names, format, folder or audio."""
+
+def check_video_size(size) -> int:
+    """MP4 pixels per view / grid cell: a whole number in [16, 4096], as int; else ExportError."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) \
+            or not MIN_VIDEO_SIZE <= size <= MAX_VIDEO_SIZE:
+        raise ExportError(f"video size must be a whole number of pixels from {MIN_VIDEO_SIZE} to "
+                          f"{MAX_VIDEO_SIZE}, got {size!r}")
+    return int(size)
+
+
+def check_export_options(formats: str | Sequence[str] = ("npz",), size: int = 512) -> tuple[str, ...]:
+    """Validate the options of :func:`thunder3d.export.export_animation` that need no animation,
+    so a command can refuse them before any work: the formats (comma-separated string or
+    sequence; see :func:`~thunder3d.export.formats.parse_formats`) and, when ``mp4`` is among
+    them, the video ``size`` (:func:`check_video_size`).
+
+    Returns:
+        The parsed formats, e.g. ``("npz", "mp4")``.
+    Raises:
+        ExportError naming an unknown format or the bad size.
+    """
+    from thunder3d.export.formats import parse_formats
+
+    if not isinstance(formats, str):
+        if not all(isinstance(f, str) for f in formats):
+            raise ExportError(f"formats must be names such as 'npz' or 'mp4', got {formats!r}")
+        formats = ",".join(formats)
+    parsed = parse_formats(formats)
+    if "mp4" in parsed:
+        check_video_size(size)
+    return parsed
+
 
 
 def as_numpy(coeffs) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thunder3d.export.common import ExportError
+from thunder3d.errors import ExportError
 
 FORMATS = ("npz", "obj", "ply", "csv", "glb", "mp4")
 """Every format :func:`thunder3d.export.export_animation` writes."""

@@ -43,7 +43,8 @@ from typing import Sequence
 
 import numpy as np
 
-from thunder3d.export.common import (ExportError, check_coeffs, check_fps, check_names, ensure_folder,
+from thunder3d.errors import ExportError
+from thunder3d.export.common import (check_coeffs, check_fps, check_names, ensure_folder,
                                      fit_duration, load_wav, rig_frames)
 from thunder3d.rigs.base import LinearBlendshapeRig
 from thunder3d.utils.io import atomic_path, atomic_write_text

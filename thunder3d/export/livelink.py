@@ -4,7 +4,9 @@ The 52 blendshape columns, ``Timecode`` ``HH:MM:SS:FF.000`` at the (whole-number
 9 significant digits, so :func:`~thunder3d.data.import_livelink.read_livelink_csv` gives back the
 float32 coefficients exactly. Coefficient names are matched to ARKit in any spelling
 (:func:`thunder3d.export.retarget.retarget`); ARKit shapes the layout lacks are written as zeros
-(with a warning), and a layout with fewer than 10 ARKit names is refused.
+(with a warning), and a layout with fewer than 10 ARKit names is refused. Live Link Face values
+lie in [0, 1]: values outside are clamped in the CSV, with a warning saying how many (the npz
+export, :mod:`thunder3d.export.npz`, keeps the raw values).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from thunder3d.export.common import ExportError, check_coeffs, check_fps, check_names, ensure_folder
+from thunder3d.errors import ExportError
+from thunder3d.export.common import check_coeffs, check_fps, check_names, ensure_folder
 from thunder3d.export.retarget import retarget_matrix
 from thunder3d.rigs.arkit import ARKIT_NAMES, arkit_name
 from thunder3d.rigs.blendshapes import MIN_ARKIT_MATCHES
@@ -43,6 +46,8 @@ def check_csv_fps(fps) -> int:
 def write_arkit_csv(path: str | os.PathLike, coeffs, *, names: Sequence[str], fps: float) -> Path:
     """Write ``coeffs [T, C]`` (ARKit-named layout ``names``) as a Live Link Face CSV, atomically.
 
+    Values outside [0, 1] are clamped to it, with a warning saying how many (:func:`clamp_livelink`).
+
     Raises:
         ExportError: not an ARKit layout, non-integer fps, bad or non-finite coefficients,
             unwritable folder (nothing is written then).
@@ -56,7 +61,20 @@ def write_arkit_csv(path: str | os.PathLike, coeffs, *, names: Sequence[str], fp
     if absent:
         warnings.warn(f"{path.name}: the layout lacks {len(absent)} ARKit shapes, written as zeros: {absent}",
                       stacklevel=2)
+    arkit = clamp_livelink(values @ matrix, path.name)
     ensure_folder(path.parent)
     from thunder3d.data.import_livelink import write_livelink_csv  # here: thunder3d.data is slow to import
 
-    return write_livelink_csv(path, values @ matrix, fps=fps)
+    return write_livelink_csv(path, arkit, fps=fps)
+
+
+def clamp_livelink(values: np.ndarray, name: str = "Live Link CSV") -> np.ndarray:
+    """``values`` clamped to the Live Link Face range [0, 1], warning how many were outside
+    (``name`` starts the warning). Values inside are returned bit for bit."""
+    outside = int(np.count_nonzero((values < 0.0) | (values > 1.0)))
+    if not outside:
+        return values
+    warnings.warn(f"{name}: clamped {outside} of {values.size} values to the Live Link range [0, 1] "
+                  f"(they ranged {float(values.min()):.4g} .. {float(values.max()):.4g}; the npz export "
+                  "keeps the raw values)", stacklevel=3)
+    return np.clip(values, 0.0, 1.0)

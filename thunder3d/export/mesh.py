@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thunder3d.export.common import ExportError, check_coeffs, ensure_folder, rig_frames
+from thunder3d.errors import ExportError
+from thunder3d.export.common import check_coeffs, ensure_folder, rig_frames
 from thunder3d.rigs.meshio import write_obj
 from thunder3d.utils.io import atomic_path
 

@@ -28,8 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
+from thunder3d.errors import ExportError
 from thunder3d.constants import SAMPLE_RATE
-from thunder3d.export.common import (ExportError, check_coeffs, check_fps, check_names, ensure_folder,
+from thunder3d.export.common import (check_coeffs, check_fps, check_names, ensure_folder,
                                      fit_duration, load_wav)
 from thunder3d.utils.io import atomic_path
 

@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from thunder3d.export.common import ExportError
+
+from thunder3d.errors import ExportError
 from thunder3d.rigs.arkit import arkit_name
 
 SIDE_SUFFIXES = (("_L", "Left"), ("_R", "Right"), (".L", "Left"), (".R", "Right"), ("-L", "Left"),

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from thunder3d.constants import FPS
-from thunder3d.export.common import as_batch, check_coeffs, check_fps, ensure_folder, load_wav, rig_frames
+from thunder3d.export.common import (as_batch, check_coeffs, check_fps, check_video_size, ensure_folder,
+                                     load_wav, rig_frames)
 
 
 def write_mp4(path: str | os.PathLike, rig, coeffs, *, audio=None, fps: float = FPS, size: int = 512,
@@ -22,18 +23,18 @@ def write_mp4(path: str | os.PathLike, rig, coeffs, *, audio=None, fps: float = 
     ffmpeg. The video lasts ``T / fps``; the audio is trimmed or padded with silence to match.
 
     Args:
-        size: pixels per view / grid cell (square).
+        size: pixels per view / grid cell (square), 16..4096.
     Raises:
-        ExportError: bad coefficients/fps/audio, unwritable folder; RenderError: no EGL, ffmpeg
+        ExportError: bad size/coefficients/fps/audio, unwritable folder; RenderError: no EGL, ffmpeg
         failing. Nothing is left at ``path`` on failure.
     """
-    from thunder3d.render.video import render_video, render_video_grid
-
     path = Path(path)
+    size = check_video_size(size)
     values = as_batch(check_coeffs(coeffs, num_coeffs=rig.num_coeffs))
     fps = check_fps(fps)
     wav = load_wav(audio)
     ensure_folder(path.parent)
+    from thunder3d.render.video import render_video, render_video_grid
     if len(values) == 1:
         return render_video(rig, rig_frames(rig, values[0]), path, audio=wav, fps=fps, size=size, view=view)
     cols = None if samples_grid else len(values)

@@ -42,10 +42,12 @@ from thunder3d.audio.io import audio_info, iter_audio_blocks, to_mono_16k
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
 from thunder3d.data.expression import EMOTIONS, check_emotion, check_intensity
-from thunder3d.errors import AudioError, CheckpointError, RigError, ThunderError
+from thunder3d.utils.device import resolve_device
+from thunder3d.errors import AudioError, CheckpointError, ExportError, RigError, ThunderError
 from thunder3d.inference.sampling import generate, plan_windows
 from thunder3d.rigs import Rig, load_rig
-from thunder3d.train.talker import TalkerModel, load_talker
+from thunder3d.checkpoints import load_talker
+from thunder3d.models.talker import TalkerModel
 
 BUILTIN_NAMES = ("builtin", "thunder-builtin", "thunder3d-builtin")
 """Names of the model shipped inside the package (``from_pretrained()`` with no argument)."""
@@ -181,7 +183,7 @@ class Animator:
     """A trained talker, ready to animate speech on a rig.
 
     Build it with :meth:`from_pretrained`. Attributes: ``model``
-    (:class:`~thunder3d.train.talker.TalkerModel`), ``rig`` (the rig animations are made for),
+    (:class:`~thunder3d.models.talker.TalkerModel`), ``rig`` (the rig animations are made for),
     ``trained_rig`` (the checkpoint's rig), ``normalizer``, ``config`` (the checkpoint's
     ``config.json``), ``path``, ``device``, ``window`` (seconds per sampling window: the training
     window).
@@ -212,15 +214,16 @@ class Animator:
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, *,
-                        device: str | torch.device = "cpu", rig: str | Rig | dict | None = None,
+                        device: str | torch.device | None = "auto", rig: str | Rig | dict | None = None,
                         ema: bool = True, recognizer: str | None = None,
-                        mel_gain: float | None = None) -> Animator:
+                        mel_gain: float | None = None, synthetic_speech: bool = False) -> Animator:
         """Load a talker.
 
         Args:
             path_or_name: None or one of :data:`BUILTIN_NAMES` for the model shipped with the
                 package; else a talker run folder (``best/`` then ``last/``) or checkpoint directory.
-            device: torch device.
+            device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; a device this
+                machine lacks is a :class:`~thunder3d.errors.DeviceError`.
             rig: animate this rig (spec, config or :class:`~thunder3d.rigs.Rig`) instead of the
                 checkpoint's; an ARKit rig for an ARKit model (coefficients retargeted by name).
             ema: use the EMA weights when the checkpoint has them.
@@ -231,15 +234,22 @@ class Animator:
             mel_gain: for a hybrid model, the weight of its mel branch instead of the checkpoint's
                 (0-1; the shipped model: 0.25, tuned for human voices; synthetic voices like its
                 training corpus's do better at 1 with ``recognizer="phones"``, see the model card).
+            synthetic_speech: the speech will come from a synthetic voice like the training
+                corpus's (espeak, festival): a hybrid model then uses ``recognizer="phones"`` and
+                ``mel_gain=1`` unless those are given (what ``thunder3d demo`` does).
         Raises:
             CheckpointError: no such model, the shipped model is not installed, or not a talker;
                 a ``recognizer`` for a model that reads no phones, or an unknown one; a
                 ``mel_gain`` for a model without a hybrid encoder, or outside [0, 1].
             RigError: ``rig`` cannot be driven by the checkpoint's coefficients.
         """
+        device = resolve_device(None if device is None else str(device))
         path = _resolve_model(path_or_name)
         model, trained_rig, normalizer, config = load_talker(path, device, ema=ema)
         encoder = model.audio_encoder
+        if synthetic_speech and hasattr(encoder, "mel_gain"):
+            recognizer = "phones" if recognizer is None else recognizer
+            mel_gain = 1.0 if mel_gain is None else mel_gain
         if recognizer is not None and not model.uses_phones:
             raise CheckpointError(f"recognizer={recognizer!r}: the model at {path} reads no phones "
                                   f"(audio encoder {encoder.kind!r})")
@@ -292,6 +302,7 @@ class Animator:
     def animate(self, audio: Any, samples: int = 1, *, emotion: str | None = None,
                 intensity: int | str | None = None, style: str | None = None, steps: int = 10,
                 guidance: float | None = None, cond_guidance: float = 1.0, seed: int = 0,
+                window: float | None = None, overlap: float | None = None,
                 progress: bool = False) -> list[Animation]:
         """Animate speech of any length.
 
@@ -307,6 +318,8 @@ class Animator:
                 :attr:`default_guidance`, what the checkpoint recommends).
             cond_guidance: guidance scale of emotion, intensity and style (0 ignores them).
             seed: base seed.
+            window, overlap: sampling window and the overlap of consecutive windows, in seconds
+                (default: the training window, :attr:`window`, and a quarter of it).
             progress: show a tqdm progress bar (one tick per network evaluation).
         Returns:
             ``samples`` :class:`Animation` objects sharing one ``audio`` array, each ``[T, C]`` with
@@ -330,6 +343,12 @@ class Animator:
         for name, value in (("guidance", guidance), ("cond_guidance", cond_guidance)):
             if not math.isfinite(float(value)):
                 raise ThunderError(f"{name} must be a finite number, got {value!r}")
+        window = self.window if window is None else float(window)
+        overlap = window / 4 if overlap is None else float(overlap)
+        if not (math.isfinite(window) and 1.0 <= window <= 30.0):
+            raise ThunderError(f"window must be between 1 and 30 seconds, got {window!r}")
+        if not (math.isfinite(overlap) and 0.0 <= overlap < window):
+            raise ThunderError(f"overlap must be at least 0 and below the window ({window:g} s), got {overlap!r}")
 
         wav, source = _read_audio(audio)
         frames = math.ceil(wav.size / SAMPLES_PER_FRAME)
@@ -341,19 +360,17 @@ class Animator:
         else:
             coeffs = self._sample(wav, frames, samples, emotion=emotion, intensity=intensity,
                                   style=style, steps=int(steps), audio_scale=float(guidance),
-                                  cond_scale=float(cond_guidance), seed=int(seed),
-                                  progress=progress, name=name)
+                                  cond_scale=float(cond_guidance), seed=int(seed), window=window,
+                                  overlap=overlap, progress=progress, name=name)
         return [Animation(coeffs=coeffs[i], names=self.names, rig=self.rig, audio=wav, sample=i,
                           seed=int(seed) + i, emotion=emotion, intensity=intensity, style=style,
                           source=source)
                 for i in range(samples)]
 
-    def _sample(self, wav: np.ndarray, frames: int, samples: int, *, progress: bool, name: str,
-                **options: Any) -> np.ndarray:
+    def _sample(self, wav: np.ndarray, frames: int, samples: int, *, window: float, overlap: float,
+                progress: bool, name: str, **options: Any) -> np.ndarray:
         """``[N, T, C]`` coefficients in the target rig's layout (generate + retarget)."""
-        overlap = self.window / 4
-        plan = plan_windows(frames, round(self.window * FPS), round(overlap * FPS),
-                            inpaint=not self.deterministic)
+        plan = plan_windows(frames, round(window * FPS), round(overlap * FPS), inpaint=not self.deterministic)
         per_window = 1 if self.deterministic else options["steps"]
         from tqdm import tqdm
 
@@ -361,7 +378,7 @@ class Animator:
                   disable=not progress, leave=False) as bar:
             model = _Counted(self.model, bar.update) if progress else self.model
             coeffs = generate(model, wav, normalizer=self.normalizer, samples=samples,
-                              window=self.window, overlap=overlap, device=self.device,
+                              window=window, overlap=overlap, device=self.device,
                               **options)  # [N, T, C] in the trained rig's layout
         if not np.isfinite(coeffs).all():
             raise ThunderError(f"{name}: the model produced non-finite coefficients (NaN/inf); "
@@ -369,6 +386,47 @@ class Animator:
         if self._retarget is not None:
             coeffs = coeffs @ self._retarget  # [N, T, C_trained] @ [C_trained, C]
         return np.ascontiguousarray(coeffs, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- batches of files
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+
+
+def audio_inputs(source: str | os.PathLike, output: str | os.PathLike | None = None, *,
+                 skip_bad: bool = False) -> tuple[list[tuple[Path, str | None]], list[str]]:
+    """What to animate for a path, checked before any work: ``(jobs, skipped)``.
+
+    ``jobs`` are ``(file, subfolder)`` pairs: ``[(file, None)]`` for a file, or every audio file of a
+    folder (:data:`AUDIO_SUFFIXES`) with the subfolder its results go to (``<stem>``, or
+    ``<name>_<ext>`` when two files share a stem). Every file's header is read: an unreadable one
+    raises its :class:`~thunder3d.errors.AudioError`, or is listed in ``skipped`` with ``skip_bad``.
+    With ``output``, a result ``<stem>.wav`` that would overwrite its own input is refused.
+    """
+    from thunder3d.audio.io import audio_info
+
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(f for f in source.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise ThunderError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {source}")
+        stems = [f.stem for f in files]
+        found = [(f, f.stem if stems.count(f.stem) == 1 else f.name.replace(".", "_")) for f in files]
+    else:
+        found = [(source, None)]
+    jobs, skipped = [], []
+    for path, sub in found:
+        try:
+            audio_info(path)
+        except AudioError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+            continue
+        if output is not None and (Path(output) / (sub or "") / f"{path.stem}.wav").resolve() == path.resolve():
+            raise ThunderError(f"writing into {output} would overwrite the input {path} with its 16 kHz copy; "
+                               "choose another output folder")
+        jobs.append((path, sub))
+    return jobs, skipped
 
 
 # --------------------------------------------------------------------------- helpers
@@ -392,7 +450,6 @@ def _retarget_matrix(source: Rig, target: Rig) -> np.ndarray:
     """``[C_source, C_target]``: ``target_coeffs = source_coeffs @ M`` (by name, see
     :mod:`thunder3d.export.retarget`); RigError when no name of ``target`` can be driven, a warning
     naming those that cannot."""
-    from thunder3d.export.common import ExportError
     from thunder3d.export.retarget import retarget_matrix
 
     try:
@@ -411,4 +468,4 @@ def _retarget_matrix(source: Rig, target: Rig) -> np.ndarray:
     return matrix
 
 
-__all__ = ["BUILTIN_NAMES", "PRETRAINED_DIR", "SILENCE_DB", "Animation", "Animator"]
+__all__ = ["AUDIO_SUFFIXES", "BUILTIN_NAMES", "PRETRAINED_DIR", "SILENCE_DB", "Animation", "Animator", "audio_inputs"]

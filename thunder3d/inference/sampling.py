@@ -47,10 +47,10 @@ from torch import Tensor
 
 from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
-from thunder3d.data.expression import EMOTIONS, check_emotion, check_intensity
+from thunder3d.conditions import emotion_id, intensity_id, style_id
 from thunder3d.errors import ThunderError
-from thunder3d.models.diffusion import DDIMSampler
-from thunder3d.train.talker import TalkerModel
+from thunder3d.models.diffusion import DDIMSampler, sample
+from thunder3d.models.talker import TalkerModel
 
 
 @dataclass(frozen=True)
@@ -106,35 +106,6 @@ def plan_windows(num_frames: int, window: int, overlap: int, fade: int | None = 
     return plan
 
 
-# --------------------------------------------------------------------------- conditions
-def _emotion_id(emotion: str | int | None) -> int:
-    if emotion is None:
-        return -1
-    if isinstance(emotion, (int, np.integer)) and not isinstance(emotion, bool):
-        if not -1 <= int(emotion) < len(EMOTIONS):
-            raise ThunderError(f"emotion id {emotion} out of range; valid: 0..{len(EMOTIONS) - 1} "
-                               f"({', '.join(EMOTIONS)}) or -1 for none")
-        return int(emotion)
-    return EMOTIONS.index(check_emotion(str(emotion)))
-
-
-def _intensity_id(intensity: int | str | None) -> int:
-    return 0 if intensity is None or intensity == 0 else check_intensity(intensity)
-
-
-def _style_id(style: str | int | None, styles: Sequence[str]) -> int:
-    if style is None:
-        return -1
-    if isinstance(style, (int, np.integer)) and not isinstance(style, bool):
-        if not -1 <= int(style) < max(len(styles), 0) or (int(style) >= 0 and not styles):
-            raise ThunderError(f"style id {style} out of range; this model knows {len(styles)} styles")
-        return int(style)
-    if str(style) not in styles:
-        valid = ", ".join(styles) if styles else "none (trained without styles)"
-        raise ThunderError(f"unknown style {style!r}; valid: {valid}")
-    return list(styles).index(str(style))
-
-
 # --------------------------------------------------------------------------- audio
 def _as_input(audio: Any, audio_dim: int) -> tuple[Tensor, bool]:
     """``(tensor, is_features)``: a path or 1-D wav -> float32 ``[N]``; ``[T, D_a]`` -> features."""
@@ -179,8 +150,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     """Sample ``samples`` animations for speech of any length (module docstring).
 
     Args:
-        model: a :class:`~thunder3d.train.talker.TalkerModel` (from
-            :func:`~thunder3d.train.talker.load_talker`), diffusion or deterministic.
+        model: a :class:`~thunder3d.models.talker.TalkerModel` (from
+            :func:`~thunder3d.checkpoints.load_talker`), diffusion or deterministic.
         audio: 16 kHz mono samples ``[N]`` (numpy/torch), an audio file path, or precomputed
             features ``[T, D_a]`` of the model's audio encoder.
         normalizer: de-normalises the output (default ``model.normalizer``; with neither, the
@@ -210,9 +181,9 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     source, is_features = _as_input(audio, model.audio_dim)
     total = source.shape[0] if is_features else math.ceil(source.shape[0] / SAMPLES_PER_FRAME)
     C = model.coeff_dim
-    e = _emotion_id(emotion)
-    i = _intensity_id(intensity)
-    s = _style_id(style, tuple(getattr(model, "styles", ()) or ()))
+    e = emotion_id(emotion)
+    i = intensity_id(intensity)
+    s = style_id(style, tuple(getattr(model, "styles", ()) or ()))
     deterministic = model.deterministic
     W, O = round(window * FPS), round(overlap * FPS)
     plan = plan_windows(total, W, O, None if fade is None else round(fade * FPS),
@@ -254,17 +225,9 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
                     known[:, : win.known] = out[:, win.start: win.start + win.known].to(device)
                     known_mask = torch.zeros(samples, length, dtype=torch.bool, device=device)
                     known_mask[:, : win.known] = True
-                x = noise(length)
-                if known is not None:
-                    x = sampler.inpaint_step(x, known, known_mask, int(sampler.timesteps[0]), noise(length))
-                for t, t_prev in zip(sampler.timesteps.tolist(), sampler.prev_timesteps.tolist()):
-                    tb = torch.full((samples,), t, dtype=torch.long, device=device)
-                    x0 = model.schedule.pred_x0(model.predict(feats, None, **labels, x_t=x, t=tb, **scales),
-                                                x, tb)
-                    x = sampler.step(x0, t, t_prev, x, eta=eta,
-                                     noise=noise(length) if eta > 0 else None).prev_sample
-                    if known is not None:
-                        x = sampler.inpaint_step(x, known, known_mask, t_prev, noise(length))
+                x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales),
+                           (samples, length, C), sampler, known=known, known_mask=known_mask, eta=eta,
+                           device=device, noise=lambda: noise(length))
             x = x.float().cpu()
             a, b = win.start + win.known, win.new_from  # the cross-faded frames [a, b)
             if b > a:

@@ -4,7 +4,8 @@
 - :mod:`~thunder3d.models.m2s`: mesh-to-speech, its input features, freezing and losses.
 """
 
-from thunder3d.models.conformer import Conformer, ConformerConfig, ModelConfigError
+from thunder3d.errors import ModelConfigError
+from thunder3d.models.conformer import Conformer, ConformerConfig
 from thunder3d.models.m2s import (
     IGNORE_INDEX,
     M2S,

@@ -25,17 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from thunder3d.errors import ThunderError
+from thunder3d.config import Config
+from thunder3d.errors import ModelConfigError
 
 ROTARY_BASE = 10_000.0  # wavelength scale of the rotary frequencies (as in RoFormer)
 
 
-class ModelConfigError(ThunderError, ValueError):
-    """A model configuration that cannot be built (bad sizes, unknown options or keys)."""
 
 
 @dataclass
-class ConformerConfig:
+class ConformerConfig(Config):
     """Sizes of a :class:`Conformer`.
 
     Args:
@@ -46,6 +45,9 @@ class ConformerConfig:
         conv_kernel: depthwise convolution kernel over frames; odd, so the output stays aligned.
         dropout: dropout rate inside every block (attention weights included).
     """
+
+    error = ModelConfigError
+    label = "conformer config"
 
     dim: int = 256
     layers: int = 4
@@ -70,6 +72,10 @@ class ConformerConfig:
     @property
     def head_dim(self) -> int:
         return self.dim // self.heads
+
+
+CONFORMER_KEYS: tuple[str, ...] = ("dim", "layers", "heads", "ff_mult", "conv_kernel", "dropout")
+"""The fields of :class:`ConformerConfig` (configs saved before nesting had them at the top)."""
 
 
 # --------------------------------------------------------------------------- rotary positions

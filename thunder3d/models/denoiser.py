@@ -28,19 +28,19 @@ Shapes: ``B`` batch, ``T`` frames, ``C`` coefficients, ``D_a`` audio features, `
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from thunder3d.data.expression import EMOTIONS, INTENSITIES
+from thunder3d.conditions import EMOTIONS, INTENSITIES
+from thunder3d.config import Config
 from thunder3d.models.conformer import (
+    CONFORMER_KEYS,
     Conformer,
     ConformerConfig,
     ModelConfigError,
@@ -65,13 +65,13 @@ Labels = Tensor | int | None
 
 # --------------------------------------------------------------------------- config
 @dataclass
-class DenoiserConfig:
+class DenoiserConfig(Config):
     """Everything that rebuilds a :class:`Denoiser` (stored as JSON in checkpoints).
 
     Args:
         coeff_dim: motion coefficients per frame ``C``.
         audio_dim: audio features per frame ``D_a`` (the audio encoder's output width).
-        dim, layers, heads, ff_mult, conv_kernel, dropout: conformer sizes (:class:`ConformerConfig`).
+        conformer: the trunk's sizes (:class:`ConformerConfig`; width 192 by default).
         num_emotions: emotion classes (labels ``0 .. n-1``, :data:`~thunder3d.data.expression.EMOTIONS`).
         num_intensities: intensity levels (labels ``1 .. n``, as in the clip format; ``<= 0`` is none).
         num_styles: speaking-style ids (labels ``0 .. n-1``); 0 = no style embedding.
@@ -86,12 +86,7 @@ class DenoiserConfig:
 
     coeff_dim: int
     audio_dim: int
-    dim: int = 192
-    layers: int = 4
-    heads: int = 4
-    ff_mult: int = 4
-    conv_kernel: int = 15
-    dropout: float = 0.1
+    conformer: ConformerConfig = field(default_factory=lambda: ConformerConfig(dim=192))
     num_emotions: int = len(EMOTIONS)
     num_intensities: int = len(INTENSITIES)
     num_styles: int = 0
@@ -100,6 +95,8 @@ class DenoiserConfig:
     audio_drop_prob: float = 0.1
     cond_drop_prob: float = 0.1
     cond_part_drop_prob: float = 0.1
+
+    error = ModelConfigError
 
     def __post_init__(self) -> None:
         what = type(self).__name__
@@ -118,28 +115,16 @@ class DenoiserConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ModelConfigError(f"{what} {name} must be in [0, 1), got {value!r}")
-        self.conformer()  # validates the conformer sizes
-
-    def conformer(self) -> ConformerConfig:
-        return ConformerConfig(dim=self.dim, layers=self.layers, heads=self.heads, ff_mult=self.ff_mult,
-                               conv_kernel=self.conv_kernel, dropout=self.dropout)
-
-    def to_dict(self) -> dict:
-        """A JSON-able dict; :meth:`from_dict` rebuilds the config."""
-        return dataclasses.asdict(self)
+        if isinstance(self.conformer, Mapping):
+            self.conformer = ConformerConfig.from_dict(self.conformer)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DenoiserConfig:
-        """Rebuild from :meth:`to_dict`; unknown or missing keys raise :class:`ModelConfigError`."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ModelConfigError(f"unknown {cls.__name__} keys {unknown}; valid: {names}")
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.name not in data and f.default is dataclasses.MISSING]
-        if missing:
-            raise ModelConfigError(f"{cls.__name__} lacks required keys {missing}")
-        return cls(**copy.deepcopy(dict(data)))
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Configs saved before the conformer sizes were nested: ``dim``, ``layers``... at the top."""
+        flat = {k: data.pop(k) for k in CONFORMER_KEYS if k in data}
+        if flat:
+            data["conformer"] = {"dim": 192, **(data.get("conformer") or {}), **flat}
+        return data
 
 
 # --------------------------------------------------------------------------- parts
@@ -167,14 +152,14 @@ class LocalCrossAttention(nn.Module):
 
     def __init__(self, cfg: DenoiserConfig) -> None:
         super().__init__()
-        self.heads = cfg.heads
+        self.heads = cfg.conformer.heads
         self.window = cfg.audio_window
-        self.dropout = cfg.dropout
-        self.norm = nn.LayerNorm(cfg.dim)
-        self.q = nn.Linear(cfg.dim, cfg.dim)
-        self.kv = nn.Linear(cfg.dim, 2 * cfg.dim)
-        self.out = nn.Linear(cfg.dim, cfg.dim)
-        self.out_dropout = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.conformer.dropout
+        self.norm = nn.LayerNorm(cfg.conformer.dim)
+        self.q = nn.Linear(cfg.conformer.dim, cfg.conformer.dim)
+        self.kv = nn.Linear(cfg.conformer.dim, 2 * cfg.conformer.dim)
+        self.out = nn.Linear(cfg.conformer.dim, cfg.conformer.dim)
+        self.out_dropout = nn.Dropout(cfg.conformer.dropout)
 
     def forward(self, h: Tensor, audio: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor) -> Tensor:
         """Attend from frames to nearby audio.
@@ -231,7 +216,7 @@ class ConditionedConformer(nn.Module):
     def __init__(self, cfg: DenoiserConfig, has_input: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
-        D = cfg.dim
+        D = cfg.conformer.dim
         self.audio_proj = nn.Sequential(nn.LayerNorm(cfg.audio_dim), nn.Linear(cfg.audio_dim, D), nn.GELU(),
                                         nn.Linear(D, D))
         self.null_audio = nn.Parameter(torch.randn(D) * 0.02)  # a learned "no audio" frame
@@ -240,13 +225,13 @@ class ConditionedConformer(nn.Module):
         self.emotion = nn.Embedding(cfg.num_emotions + 1, D)
         self.intensity = nn.Embedding(cfg.num_intensities + 1, D)
         self.style = nn.Embedding(cfg.num_styles + 1, D) if cfg.num_styles else None
-        self.conformer = Conformer(cfg.conformer())  # its rotary table and blocks; the loop is below
-        self.film = nn.Linear(D, 2 * D * cfg.layers)
+        self.conformer = Conformer(cfg.conformer)  # its rotary table and blocks; the loop is below
+        self.film = nn.Linear(D, 2 * D * cfg.conformer.layers)
         nn.init.zeros_(self.film.weight)  # every block starts unmodulated
         nn.init.zeros_(self.film.bias)
         self.cross = None
         if cfg.audio_conditioning == "cross":
-            self.cross = nn.ModuleList(LocalCrossAttention(cfg) for _ in range(cfg.layers))
+            self.cross = nn.ModuleList(LocalCrossAttention(cfg) for _ in range(cfg.conformer.layers))
             # grown on demand; the top-left corner of a band is the band of any shorter length
             self.register_buffer("band", band_mask(256, cfg.audio_window), persistent=False)
         self.out_norm = nn.LayerNorm(D)
@@ -347,7 +332,7 @@ class ConditionedConformer(nn.Module):
             c = c + self.style(s)
         if extra is not None:
             c = c + extra
-        film = self.film(F.silu(c)).view(B, cfg.layers, 2, 1, cfg.dim)  # [B, L, 2, 1, D]
+        film = self.film(F.silu(c)).view(B, cfg.conformer.layers, 2, 1, cfg.conformer.dim)  # [B, L, 2, 1, D]
         # 4. the conformer blocks (masks exactly as Conformer.forward prepares them)
         cos, sin = self.rotary(T, device)
         key_mask = frame_mask = None
@@ -416,7 +401,7 @@ class Denoiser(nn.Module):
     def __init__(self, cfg: DenoiserConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        D = cfg.dim
+        D = cfg.conformer.dim
         self.x_proj = nn.Linear(cfg.coeff_dim, D)
         self.time_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = ConditionedConformer(cfg, has_input=True)
@@ -446,7 +431,7 @@ class Denoiser(nn.Module):
         t = t.expand(B) if t.ndim == 0 else t
         if mask is not None:
             x_t = x_t.masked_fill(~mask.to(device=x_t.device, dtype=torch.bool)[..., None], 0.0)
-        t_emb = self.time_mlp(timestep_embedding(t, self.cfg.dim).to(x_t.dtype))  # [B, D]
+        t_emb = self.time_mlp(timestep_embedding(t, self.cfg.conformer.dim).to(x_t.dtype))  # [B, D]
         return self.trunk(audio, emotion, intensity, style, mask, drop_audio, drop_cond,
                           frames=self.x_proj(x_t), extra=t_emb)
 

@@ -29,6 +29,7 @@ Shapes: ``B`` batch, then any trailing shape (``[B, T, C]`` for motion). Timeste
 
 from __future__ import annotations
 
+from thunder3d.errors import ModelConfigError
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from thunder3d.models.conformer import ModelConfigError
 
 SCHEDULES = ("cosine", "linear")
 """Noise schedules: ``cosine`` (Nichol & Dhariwal, 2021) and ``linear`` betas (Ho et al., 2020)."""
@@ -289,7 +289,8 @@ class DDIMSampler:
 def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], sampler: DDIMSampler,
            steps: int | None = None, generator: torch.Generator | None = None, *,
            known: Tensor | None = None, known_mask: Tensor | None = None, eta: float = 0.0,
-           device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+           device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+           noise: Callable[[], Tensor] | None = None) -> Tensor:
     """Run the reverse process from pure noise.
 
     Args:
@@ -303,6 +304,10 @@ def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], s
             (windowed continuation) and equal ``known`` in the result.
         eta: DDIM stochasticity (0: deterministic given the initial noise).
         device, dtype: of the sample (``known``'s device by default).
+        noise: draws one standard normal ``shape`` tensor per call, instead of ``generator`` (e.g.
+            a generator per batch item, so that item ``i`` does not depend on the batch size).
+            Draws happen in a fixed order: ``x_T``, the first inpainting, then per step the
+            ``eta`` noise (``eta > 0``) and the inpainting noise (with ``known``).
     Returns:
         ``[B, T, C]`` the sample.
     """
@@ -314,16 +319,17 @@ def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], s
         raise ValueError("known and known_mask go together")
     if device is None and known is not None:
         device = known.device
-    x = randn(shape, generator, device, dtype)  # x_T
+    if noise is None:
+        def noise() -> Tensor:
+            return randn(shape, generator, device, dtype)
+    x = noise()  # x_T
     if known is not None:
-        known_mask = known_mask.to(x.device)
-        x = sampler.inpaint_step(x, known.to(x.device), known_mask, int(sampler.timesteps[0]),
-                                 randn(shape, generator, x.device, dtype))
+        known, known_mask = known.to(x.device), known_mask.to(x.device)
+        x = sampler.inpaint_step(x, known, known_mask, int(sampler.timesteps[0]), noise())
     for t, t_prev in zip(sampler.timesteps.tolist(), sampler.prev_timesteps.tolist()):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         x0 = sampler.schedule.pred_x0(model_fn(x, t_batch), x, t_batch)
-        x = sampler.step(x0, t, t_prev, x, eta=eta, generator=generator).prev_sample
+        x = sampler.step(x0, t, t_prev, x, eta=eta, noise=noise() if eta > 0 else None).prev_sample
         if known is not None:
-            x = sampler.inpaint_step(x, known.to(x.device), known_mask, t_prev,
-                                     randn(shape, generator, x.device, dtype))
+            x = sampler.inpaint_step(x, known, known_mask, t_prev, noise())
     return x

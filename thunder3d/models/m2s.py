@@ -31,8 +31,6 @@ Shapes: ``B`` batch, ``T`` animation frames, ``M = 4 T`` mel frames, ``F`` featu
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -42,8 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from thunder3d.audio.phones import NUM_PHONES
+from thunder3d.config import Config
 from thunder3d.constants import MELS_PER_FRAME, N_MELS
-from thunder3d.models.conformer import Conformer, ConformerConfig, ModelConfigError
+from thunder3d.errors import ModelConfigError
+from thunder3d.models.conformer import CONFORMER_KEYS, Conformer, ConformerConfig
 from thunder3d.rigs.base import LinearBlendshapeRig, Rig
 
 M2S_INPUTS = ("mouth2s", "face2s", "exp2s")
@@ -124,13 +124,13 @@ def rig_features(rig: Rig, coeffs: Tensor, variant: str, shape: Tensor | None = 
 
 # --------------------------------------------------------------------------- config
 @dataclass
-class M2SConfig:
+class M2SConfig(Config):
     """Everything that rebuilds an :class:`M2S` (stored as JSON in checkpoints).
 
     Args:
         input: input variant, one of :data:`M2S_INPUTS`.
         in_dim: features per frame ``F`` (:func:`feature_dim` of the rig and variant).
-        dim, layers, heads, ff_mult, conv_kernel, dropout: conformer sizes (:class:`ConformerConfig`).
+        conformer: the encoder's sizes (:class:`ConformerConfig`).
         n_mels: mel bins of the target.
         mels_per_frame: mel frames per animation frame (4 by the timing contract).
         mel_smoothing: kernel of the residual convolution over the mel axis (odd; 0 disables it).
@@ -145,14 +145,12 @@ class M2SConfig:
             the speech's time course, which is what lip-sync is about.
     """
 
+    error = ModelConfigError
+    label = "M2S config"
+
     input: str
     in_dim: int
-    dim: int = 256
-    layers: int = 4
-    heads: int = 4
-    ff_mult: int = 4
-    conv_kernel: int = 15
-    dropout: float = 0.1
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
     n_mels: int = N_MELS
     mels_per_frame: int = MELS_PER_FRAME
     mel_smoothing: int = 5
@@ -183,40 +181,28 @@ class M2SConfig:
             raise ModelConfigError(f"M2S phone_head must be true or false, got {self.phone_head!r}")
         if self.rig is not None and (not isinstance(self.rig, dict) or "spec" not in self.rig):
             raise ModelConfigError(f"M2S rig must be a rig config {{'spec', 'options'}}, got {self.rig!r}")
-        self.conformer()  # validates the conformer sizes
+        if isinstance(self.conformer, Mapping):
+            self.conformer = ConformerConfig.from_dict(self.conformer)
 
     @property
     def region(self) -> str | None:
         """Rig region the input reads (``mouth``, ``face``), None for ``exp2s``."""
         return INPUT_REGION[self.input]
 
-    def conformer(self) -> ConformerConfig:
-        return ConformerConfig(dim=self.dim, layers=self.layers, heads=self.heads, ff_mult=self.ff_mult,
-                               conv_kernel=self.conv_kernel, dropout=self.dropout)
-
     @classmethod
     def for_rig(cls, rig: Rig, input: str = "mouth2s", **kwargs: Any) -> "M2SConfig":
-        """A config for ``rig`` and ``input``: ``in_dim`` and ``rig`` filled in from the rig."""
-        return cls(input=input, in_dim=feature_dim(rig, input), rig=rig.config(), **kwargs)
-
-    def to_dict(self) -> dict:
-        """A JSON-able dict; :meth:`from_dict` rebuilds the config."""
-        return dataclasses.asdict(self)
+        """A config for ``rig`` and ``input``: ``in_dim`` and ``rig`` filled in from the rig; ``kwargs``
+        as in :meth:`from_dict` (conformer sizes may be given flat: ``dim=64, layers=2``)."""
+        return cls.from_dict({"input": input, "in_dim": feature_dim(rig, input), "rig": rig.config(), **kwargs})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "M2SConfig":
-        """Rebuild from :meth:`to_dict`; unknown or missing keys raise :class:`ModelConfigError`."""
-        data = {"loss_scales": (1,), **data}  # saved before the option existed: plain L1
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ModelConfigError(f"unknown M2S config keys {unknown}; valid: {names}")
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.name not in data and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
-        if missing:
-            raise ModelConfigError(f"M2S config lacks required keys {missing}")
-        return cls(**copy.deepcopy(dict(data)))
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Older layouts: no ``loss_scales`` (a plain L1), conformer sizes at the top level."""
+        data.setdefault("loss_scales", (1,))
+        flat = {k: data.pop(k) for k in CONFORMER_KEYS if k in data}
+        if flat:
+            data["conformer"] = {**(data.get("conformer") or {}), **flat}
+        return data
 
 
 # --------------------------------------------------------------------------- model
@@ -245,7 +231,7 @@ class MelHead(nn.Module):
         super().__init__()
         self.mels_per_frame = cfg.mels_per_frame
         self.n_mels = cfg.n_mels
-        self.proj = nn.Linear(cfg.dim, cfg.mels_per_frame * cfg.n_mels)
+        self.proj = nn.Linear(cfg.conformer.dim, cfg.mels_per_frame * cfg.n_mels)
         self.smooth = None
         if cfg.mel_smoothing:
             self.smooth = nn.Conv1d(cfg.n_mels, cfg.n_mels, cfg.mel_smoothing, padding=cfg.mel_smoothing // 2)
@@ -287,14 +273,14 @@ class M2S(nn.Module):
         self.register_buffer("mel_level", torch.zeros(cfg.n_mels))
         # per-frame encoder; for face2s (F ~ 20k) the first Linear is the bottleneck to dim
         self.encoder = nn.Sequential(
-            nn.Linear(cfg.in_dim, cfg.dim),
+            nn.Linear(cfg.in_dim, cfg.conformer.dim),
             nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.dim, cfg.dim),
+            nn.Dropout(cfg.conformer.dropout),
+            nn.Linear(cfg.conformer.dim, cfg.conformer.dim),
         )
-        self.conformer = Conformer(cfg.conformer())
+        self.conformer = Conformer(cfg.conformer)
         self.mel_head = MelHead(cfg)
-        self.phone_head = nn.Linear(cfg.dim, cfg.num_phones) if cfg.phone_head else None
+        self.phone_head = nn.Linear(cfg.conformer.dim, cfg.num_phones) if cfg.phone_head else None
 
     # ------------------------------------------------------------------ statistics
     def set_input_stats(self, mean: Tensor | np.ndarray, std: Tensor | np.ndarray) -> None:

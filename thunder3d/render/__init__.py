@@ -19,8 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
+from thunder3d.errors import RenderError
 from thunder3d.render.camera import VIEWS, Camera, framing, look_at, parse_views, perspective
-from thunder3d.render.gl import Renderer, RenderError, vertex_normals
+from thunder3d.render.gl import Renderer, vertex_normals
 from thunder3d.render.sheet import GridLayout, contact_sheet, sequence_sheet
 from thunder3d.render.video import VideoWriter, probe_media, render_video, render_video_grid
 

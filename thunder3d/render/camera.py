@@ -7,12 +7,12 @@ convention: +y up, +z out of the face, +x towards the subject's left.
 
 from __future__ import annotations
 
+from thunder3d.errors import RenderError
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from thunder3d.render.gl import RenderError
 
 VIEWS = {"front": 0.0, "three_quarter": 35.0, "side": 90.0}
 """Named views -> camera azimuth in degrees around +y. Positive angles move the camera towards +x,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thunder3d.errors import ThunderError
+from thunder3d.errors import RenderError
 
 if TYPE_CHECKING:
     from thunder3d.render.camera import Camera
@@ -111,8 +111,6 @@ void main() {
 """
 
 
-class RenderError(ThunderError):
-    """Rendering is impossible (no EGL/OpenGL, bad view name, bad mesh) — never a black frame."""
 
 
 def create_context():

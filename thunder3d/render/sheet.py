@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from thunder3d.render.gl import RenderError, _as_numpy, _parse_size
+from thunder3d.errors import RenderError
+from thunder3d.render.gl import _as_numpy, _parse_size
 
 SHEET_BACKGROUND = (255, 255, 255)
 LABEL_COLOR = (20, 20, 20)

@@ -34,8 +34,9 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from thunder3d.errors import RenderError
 from thunder3d.constants import FPS, SAMPLE_RATE
-from thunder3d.render.gl import RenderError, _as_numpy
+from thunder3d.render.gl import _as_numpy
 
 CONTAINERS = (".mp4", ".mov", ".mkv")
 """File extensions :class:`VideoWriter` writes (h264 + AAC fit all three)."""

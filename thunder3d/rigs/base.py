@@ -133,8 +133,14 @@ class Rig(nn.Module):
             raise RigError(f"rig {self.name!r} has no coefficient {name!r}; valid: {list(self.coeff_names)}")
         return self._coeff_index[name]
 
-    def coeffs(self, values: Mapping[str, float] | None = None, frames: int = 1) -> Tensor:
-        """A coefficient tensor ``[frames, C]`` with the named values set and the rest zero."""
+    def coeffs(self, values: Mapping[str, float] | str | Sequence[str] | None = None, frames: int = 1) -> Tensor:
+        """A coefficient tensor ``[frames, C]`` with the named values set and the rest zero.
+
+        ``values``: ``{name: value}``, or text such as ``"jawOpen=1,mouthSmileLeft=0.5"`` (a bare name
+        means 1; a list of such strings too).
+        """
+        if isinstance(values, str) or (isinstance(values, Sequence) and not isinstance(values, Mapping)):
+            values = parse_values([values] if isinstance(values, str) else list(values))
         out = torch.zeros(frames, self.num_coeffs, device=self.neutral.device)
         for key, value in (values or {}).items():
             out[:, self.coeff_index(key)] = float(value)
@@ -198,9 +204,34 @@ class Rig(nn.Module):
             "lip_landmarks": dict(self.lip_landmarks),
         }
 
+    def summary(self) -> str:
+        """:meth:`describe` as text, for people (``thunder3d rig info``)."""
+        info = self.describe()
+        lines = [f"rig          {info['name']}  ({info['spec']})", f"units        {info['units']}",
+                 f"vertices     {info['vertices']}", f"triangles    {info['triangles']}",
+                 f"shape coeffs {info['shape_coefficients']}", f"coefficients {info['coefficients']}:"]
+        names = info["coeff_names"]
+        lines += ["  " + "".join(f"{n:<22}" for n in names[i:i + 4]) for i in range(0, len(names), 4)]
+        lines += ["regions:"] + [f"  {name:<12} {size} vertices" for name, size in info["regions"].items()]
+        lines.append("lip landmarks: " + ", ".join(f"{k}={v}" for k, v in info["lip_landmarks"].items()))
+        return "\n".join(lines)
+
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, vertices={self.num_vertices}, coeffs={self.num_coeffs}, "
                 f"units={self.units!r}")
+
+
+def parse_values(items: Sequence[str]) -> dict[str, float]:
+    """``["a=1", "b=0.5,c"]`` -> ``{"a": 1.0, "b": 0.5, "c": 1.0}`` (bare names mean 1)."""
+    values: dict[str, float] = {}
+    for part in (part.strip() for item in items for part in str(item).split(",")):
+        name, sep, value = part.partition("=")
+        try:
+            if name.strip():
+                values[name.strip()] = float(value) if sep else 1.0
+        except ValueError:
+            raise RigError(f"coefficient value {part!r}: expected NAME=NUMBER") from None
+    return values
 
 
 def blend_shapes(coeffs: Tensor, deltas: Tensor) -> Tensor:

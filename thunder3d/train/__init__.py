@@ -2,18 +2,11 @@
 
 - :mod:`~thunder3d.train.loop`: :class:`Task` (what to train), :class:`TrainConfig` (how),
   :func:`train` (runs it; launch docs for ``torchrun`` in its module docstring).
-- :mod:`~thunder3d.train.checkpoint`: safetensors + JSON checkpoint directories, written
+- :mod:`~thunder3d.checkpoints`: safetensors + JSON checkpoint directories, written
   atomically; :func:`load_checkpoint` with ``expect=`` checks.
 - :mod:`~thunder3d.train.distributed`: process-group setup from torchrun's environment.
 """
 
-from thunder3d.train.checkpoint import (
-    Checkpoint,
-    check_expected,
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-)
 from thunder3d.train.distributed import DistInfo, all_reduce_mean, cleanup, setup_distributed
 from thunder3d.train.loop import (
     EMA,
@@ -27,7 +20,6 @@ from thunder3d.train.loop import (
 )
 
 __all__ = [
-    "Checkpoint", "DistInfo", "EMA", "StepBatchSampler", "Task", "TrainConfig", "TrainError",
-    "TrainResult", "all_reduce_mean", "check_expected", "cleanup", "load_checkpoint",
-    "load_training_state", "read_run_config", "save_checkpoint", "setup_distributed", "train",
+    "DistInfo", "EMA", "StepBatchSampler", "Task", "TrainConfig", "TrainError", "TrainResult",
+    "all_reduce_mean", "cleanup", "read_run_config", "setup_distributed", "train",
 ]

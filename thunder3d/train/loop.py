@@ -9,9 +9,14 @@ What a run leaves in ``out``::
 
     last/            checkpoint with the full training state (saved every ``save_every`` steps,
                      at the end, on Ctrl-C and when ``max_minutes`` runs out)
-    best/            checkpoint of the best ``best_metric`` seen at evaluation (no training state)
+    best/            checkpoint of the best ``best_metric`` seen at evaluation (no training state;
+                     only when the task has validation data, else a warning says there is none)
     metrics.jsonl    one JSON object per log or evaluation ({"step", "split", ...})
     tensorboard/     the same scalars for ``tensorboard --logdir out``
+
+What a save killed mid-way leaves there (a ``.last.tmp-*`` folder, or ``last``/``best`` renamed
+aside to ``.last.old-*``) is tidied when the run resumes and when it ends
+(:func:`thunder3d.checkpoints.format.clean_stale`).
 
 Data order. Batches come from :class:`StepBatchSampler`: the samples of optimizer step ``s`` are
 the slice ``[s * G, (s + 1) * G)`` of an endless stream of per-epoch permutations of the dataset
@@ -31,13 +36,13 @@ process, so the global batch is ``batch_size * grad_accum * nproc``. Rank 0 logs
 
 - one machine, N GPUs (or N CPU processes with ``--device cpu``)::
 
-      torchrun --standalone --nproc_per_node N -m thunder3d train m2s --corpus DIR --out RUN ...
+      torchrun --standalone --nproc_per_node N -m thunder3d train m2s --corpus DIR --output RUN ...
 
 - several machines (run on each, ``--node_rank`` 0..M-1; ``MASTER`` is node 0's address, reachable
-  from all, and ``--out`` must be on a filesystem every node can read for ``--resume``)::
+  from all, and ``--output`` must be on a filesystem every node can read for ``--resume``)::
 
       torchrun --nnodes M --node_rank K --nproc_per_node N \\
-               --master_addr MASTER --master_port 29500 -m thunder3d train talker ... --out RUN
+               --master_addr MASTER --master_port 29500 -m thunder3d train talker ... --output RUN
 
 The same works from Python: any script calling :func:`train` can be started by ``torchrun``;
 :func:`thunder3d.train.distributed.setup_distributed` reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``.
@@ -54,7 +59,8 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -63,11 +69,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from thunder3d.errors import CheckpointError, ThunderError
+from thunder3d.config import Config
+from thunder3d.errors import CheckpointError, TrainError
 from thunder3d.utils.io import atomic_write_text
-from thunder3d.train.checkpoint import (
+from thunder3d.checkpoints.format import (
     CONFIG_FILE,
     Checkpoint,
+    clean_stale,
     config_differences,
     load_checkpoint,
     load_training_state,
@@ -88,14 +96,11 @@ PRECISIONS = ("fp32", "bf16")
 RESERVED_CONFIG_KEYS = ("format_version", "files", "task", "model", "train", "step", "metrics")
 
 
-class TrainError(ThunderError, ValueError):
-    """A training run that cannot start or go on: bad settings, an ``out`` folder holding
-    another run, non-finite gradients."""
 
 
 # --------------------------------------------------------------------------- config
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train (the task says what). ``0`` switches off the options that say so.
 
     Attributes:
@@ -133,11 +138,13 @@ class TrainConfig:
         progress: tqdm progress bar on the master process (else a log line every ``log_every``).
     """
 
+    error = TrainError
+
     out: str = "runs/default"
-    steps: int = 1000
+    steps: int = 3000
     batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 3e-4
+    lr: float = 1e-3
     min_lr: float = 3e-5
     warmup_steps: int = 100
     lr_schedule: str = "cosine"
@@ -145,8 +152,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     ema_decay: float = 0.0
-    eval_every: int = 500
-    save_every: int = 500
+    eval_every: int = 250
+    save_every: int = 250
     log_every: int = 10
     eval_batch_size: int = 0
     seed: int = 0
@@ -182,20 +189,6 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise TrainError(f"betas must be two numbers in [0, 1), got {self.betas}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON (tuples become lists)."""
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Rebuild from :meth:`to_dict`; unknown keys are an error naming the valid ones."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise TrainError(f"unknown train config keys {unknown}; valid: {', '.join(names)}")
-        return cls(**dict(data))
 
     @property
     def global_batch(self) -> int:
@@ -577,7 +570,7 @@ def _check_out_folder(out: Path, identity: Mapping[str, Any]) -> None:
     present = [name for name in ("last", "best", "metrics.jsonl") if (out / name).exists()]
     if not present:
         return
-    hint = ("pass --resume (resume=True) to continue it, or choose a new --out; "
+    hint = ("pass --resume (resume=True) to continue it, or choose a new --output; "
             "earlier runs are never deleted")
     saved = read_run_config(out) if (out / "last" / CONFIG_FILE).is_file() else None
     if saved is None:
@@ -586,7 +579,7 @@ def _check_out_folder(out: Path, identity: Mapping[str, Any]) -> None:
     if diffs:
         raise TrainError(f"{out} holds a different run (task {saved.get('task')!r} at step "
                          f"{saved.get('step')}; it was trained for " + "; for ".join(diffs)
-                         + "): choose a new --out, or pass --resume only to continue that run")
+                         + "): choose a new --output, or pass --resume only to continue that run")
     raise TrainError(f"{out} already holds a run of this task and model at step "
                      f"{saved.get('step')}: {hint}")
 
@@ -611,6 +604,26 @@ def _init_from(model: nn.Module, path: Path, identity: Mapping[str, Any], master
                               + str(exc).splitlines()[0]) from None
     if master:
         print(f"initialised from {path} (step {init.config.get('step', '?')})", flush=True)
+
+
+def _clean_run_folder(out: Path, say: bool = False) -> None:
+    """Remove what interrupted checkpoint saves left in ``out`` (:func:`clean_stale`): stale
+    ``.last.tmp-*`` / ``.best.tmp-*`` folders, and put back a ``last``/``best`` renamed aside.
+    Never fails the run: a folder that cannot be tidied is left as it is."""
+    try:
+        removed = clean_stale(out)
+    except (OSError, CheckpointError) as exc:
+        warnings.warn(f"could not tidy {out} after an interrupted save: {exc}", stacklevel=2)
+        return
+    if say and removed:
+        print(f"removed what interrupted saves left in {out}: {', '.join(p.name for p in removed)}", flush=True)
+
+
+def _is_empty(dataset: Any) -> bool:
+    try:
+        return len(dataset) == 0
+    except TypeError:  # an iterable-style dataset without a length
+        return False
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -676,13 +689,17 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
     identity = {"task": task.name, "model": task.model_config(), **extra}
 
     # ---- where do we start: a fresh run or out/last
+    if cfg.resume:  # first tidy what interrupted saves left (rank 0 only; the others wait)
+        if master:
+            _clean_run_folder(out, say=True)
+        barrier()
     ckpt: Checkpoint | None = None
     if cfg.resume and last_dir.exists():
         ckpt = load_checkpoint(last_dir)
         diffs = config_differences(ckpt.config, identity)
         if diffs:
             raise CheckpointError(f"cannot resume {last_dir}: it was trained for " + "; for ".join(diffs)
-                                  + "; choose a new --out for a different run")
+                                  + "; choose a new --output for a different run")
     elif cfg.resume and list(out.glob(".last.old-*")):
         load_checkpoint(last_dir)  # raises, naming the copy an interrupted save left aside
     elif not cfg.resume:
@@ -745,6 +762,11 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
     val_loader = None
     if master:
         val_set = task.val_dataset()
+        if val_set is not None and _is_empty(val_set):
+            val_set = None
+        if val_set is None:
+            warnings.warn(f"the {task.name} task has no validation data: no evaluation will run and no "
+                          f"best/ checkpoint will be written in {out} (only last/)", stacklevel=3)
         if val_set is not None:
             val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size or cfg.batch_size,
                                     shuffle=False, collate_fn=task.collate, num_workers=cfg.num_workers,
@@ -915,6 +937,8 @@ def _train(task: Task, cfg: TrainConfig, info: DistInfo) -> TrainResult:
             pbar.close()
         if writer is not None:
             writer.close()
+        if master:
+            _clean_run_folder(out)
     barrier()  # leave together: rank 0 may still be evaluating or saving
     return TrainResult(step=step, best_metric=best_metric, best_step=best_step, stopped=stopped,
                        out=out, last=last_dir, best=best_dir if best_step is not None else None,

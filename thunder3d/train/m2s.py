@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -38,7 +37,8 @@ from torch import Tensor, nn
 from thunder3d.audio.features import log_mel
 from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import ClipDataset, collate
-from thunder3d.errors import CheckpointError
+from thunder3d.config import Config
+from thunder3d.errors import TrainError
 from thunder3d.models.m2s import (
     INPUT_REGION,
     M2S,
@@ -50,14 +50,30 @@ from thunder3d.models.m2s import (
 )
 from thunder3d.rigs import Rig, load_rig
 from thunder3d.rigs.lbs import batch_rodrigues
-from thunder3d.train.checkpoint import load_checkpoint
 from thunder3d.train.corpus import CorpusTask
-from thunder3d.train.loop import TrainError
 
 
 @dataclass
-class M2SData:
-    """Data and augmentation settings of the M2S task (stored in the checkpoint)."""
+class M2SData(Config):
+    """Data and augmentation settings of the M2S task (stored in the checkpoint).
+
+    Attributes:
+        corpus: corpus folder (``train`` and ``val`` splits).
+        rig: rig spec the animation is rendered with.
+        input: what the listener sees: mouth2s (mouth vertices), face2s (face vertices) or exp2s (coefficients).
+        window_seconds: training window in seconds (2-8).
+        phone_weight: weight of the phone cross-entropy (0 = off).
+        sc_weight: weight of the spectral-convergence loss (0 = off).
+        jitter_deg: rigid jitter of the input region: rotation in degrees.
+        jitter_mm: rigid jitter of the input region: shift in mm.
+        shape_std: identity variation for rigs with a shape space, in standard deviations.
+        time_mask: fraction of input frames replaced by the mean face.
+        still_prob: probability of a still-face span with background audio per window.
+        still_seconds: length range LO,HI of a still span in seconds.
+        stats_windows: training windows measured for the normalisation statistics.
+    """
+
+    error = TrainError
 
     corpus: str
     rig: str = "builtin"
@@ -249,34 +265,3 @@ class M2STask(CorpusTask):
         return result
 
 
-def load_m2s(path: str | Path, *, rig: str | Rig | None = None, input: str | None = None,
-             device: str | torch.device = "cpu", ema: bool = True) -> tuple[M2S, Rig]:
-    """A trained M2S and its rig from a checkpoint directory (``RUN``, ``RUN/best`` or ``RUN/last``).
-
-    ``rig`` / ``input``, when given, must match what the checkpoint was trained for; a mismatch is a
-    :class:`~thunder3d.errors.CheckpointError` naming both. EMA weights are used when present.
-    """
-    path = Path(path)
-    if (path / "best" / "config.json").is_file():
-        path = path / "best"
-    elif (path / "last" / "config.json").is_file() and not (path / "config.json").is_file():
-        path = path / "last"
-    ckpt = load_checkpoint(path, expect={"task": "m2s"})
-    cfg = M2SConfig.from_dict(ckpt.config["model"])
-    trained_rig = ckpt.config.get("rig") or cfg.rig
-    if rig is not None:
-        wanted = rig.config() if isinstance(rig, Rig) else load_rig(rig).config()
-        if wanted["spec"] != trained_rig["spec"]:
-            raise CheckpointError(f"{path}: this M2S was trained for rig {trained_rig['spec']!r}, "
-                                  f"not {wanted['spec']!r}")
-    if input is not None and input != cfg.input:
-        raise CheckpointError(f"{path}: this M2S was trained with input {cfg.input!r}, not {input!r}")
-    model = M2S(cfg)
-    state = dict(ckpt.ema_state_dict if (ema and ckpt.ema_state_dict) else ckpt.state_dict)
-    state.setdefault("mel_level", model.mel_level)  # checkpoints from before the buffer existed
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
-    the_rig = rig if isinstance(rig, Rig) else load_rig(trained_rig)
-    return model.to(device).eval(), the_rig.to(device)

@@ -45,18 +45,16 @@ and the validation losses.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from thunder3d.audio.encoders import MelEncoder, build_audio_encoder
 from thunder3d.audio.features import log_mel
-from thunder3d.data.clip import DataError
+from thunder3d.checkpoints import load_m2s
 from thunder3d.data.dataset import (
     ClipDataset,
     Normalizer,
@@ -64,7 +62,8 @@ from thunder3d.data.dataset import (
     compute_stats,
     style_vocabulary,
 )
-from thunder3d.errors import CheckpointError
+from thunder3d.config import Config
+from thunder3d.errors import DataError, TrainError
 from thunder3d.eval.metrics import (
     aperture_indices,
     aperture_of,
@@ -73,33 +72,44 @@ from thunder3d.eval.metrics import (
     rig_vertices,
     sample_diversity,
 )
-from thunder3d.models.denoiser import Denoiser, DenoiserConfig, Labels
+from thunder3d.models.denoiser import DenoiserConfig
 from thunder3d.models.diffusion import DDIMSampler, DiffusionSchedule, sample
+from thunder3d.models.encoders import MelEncoder, build_audio_encoder
 from thunder3d.models.m2s import M2S, freeze, phone_ce, rig_features
-from thunder3d.models.regressor import Regressor, RegressorConfig
+from thunder3d.models.regressor import RegressorConfig
+from thunder3d.models.talker import TalkerConfig, TalkerModel
 from thunder3d.rigs import LinearBlendshapeRig, Rig, load_rig
-from thunder3d.train.checkpoint import load_checkpoint
 from thunder3d.train.corpus import CorpusTask
-from thunder3d.train.loop import TrainError
-from thunder3d.train.m2s import load_m2s
 
 M2S_WEIGHTINGS = ("none", "tmax", "snr")
 """Timestep weightings of the THUNDER loss (module docstring)."""
 COEFF_LOSSES = ("l2", "l1")
-MODEL_KINDS = ("denoiser", "regressor")
+
+
+def parse_oversample(spec: Mapping[str, int] | Sequence[str] | None) -> dict[str, int] | None:
+    """``["festival:=3"]`` or ``{"festival:": 3}`` -> ``{"festival:": 3}``; None when empty."""
+    if isinstance(spec, Mapping) or not spec:
+        return dict(spec) if spec else None
+    out: dict[str, int] = {}
+    for item in spec:
+        prefix, sep, count = str(item).rpartition("=")
+        if not sep or not prefix or not count.isdigit() or int(count) < 1:
+            raise TrainError(f"oversample {item!r}: expected VOICE_PREFIX=K with an integer K >= 1")
+        out[prefix] = int(count)
+    return out
 
 
 # --------------------------------------------------------------------------- settings
 @dataclass
-class TalkerData:
+class TalkerData(Config):
     """Data, loss and evaluation settings of the talker task (stored in the checkpoint as ``data``).
 
     Attributes:
         corpus: corpus folder (``train`` and, for evaluation, ``val`` splits).
         rig: rig spec; default: the M2S's rig when ``m2s`` is given, else ``builtin``. With both,
-            they must match (checked by :func:`~thunder3d.train.m2s.load_m2s`).
+            they must match (checked by :func:`~thunder3d.checkpoints.load_m2s`).
         window_seconds: training window (2-8 s).
-        audio: audio encoder config (:func:`~thunder3d.audio.encoders.build_audio_encoder`);
+        audio: audio encoder config (:func:`~thunder3d.models.encoders.build_audio_encoder`);
             None = the learned ``mel`` encoder.
         deterministic: train the :class:`~thunder3d.models.regressor.Regressor` baseline instead of
             the diffusion denoiser.
@@ -108,18 +118,21 @@ class TalkerData:
         w_velocity: weight of the frame-difference loss on normalised coefficients.
         lambda_m2s: weight of the THUNDER loss (0 = off; > 0 needs ``m2s``).
         m2s: M2S run folder or checkpoint.
-        m2s_weighting, m2s_t_max: timestep weighting of the THUNDER loss (module docstring).
+        m2s_weighting: timestep weighting of the THUNDER loss: none, tmax (only t <= m2s_t_max) or snr.
+        m2s_t_max: apply the THUNDER loss only for t <= this (0 = every t).
         phone_weight: weight of the M2S phone cross-entropy inside the THUNDER loss (0 = off).
         eval_steps, eval_samples, eval_windows: DDIM steps, samples per window (S-DIV-U) and
             the number of validation windows used at evaluation.
         stats_windows: training windows measured for the audio encoder's log-mel statistics.
-        oversample: ``{voice prefix: k}``: training clips of those voices count ``k`` times per
+        oversample: ``{voice prefix: k}`` (or ``["PREFIX=K", ...]``): training clips of those voices count ``k`` times per
             epoch (:class:`~thunder3d.data.ClipDataset`); the normalisation statistics are those
             of the plain training set. Stored only when set.
         clean_phone_prob: for audio encoders that read recognised phones: the probability that a
             training item gets its clip's true phones (the TTS timings) instead of the recognised
             ones, so the model also learns what exact phones mean. Stored only when set.
     """
+
+    error = TrainError
 
     corpus: str
     rig: str | None = None
@@ -145,7 +158,7 @@ class TalkerData:
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
-        self.oversample = dict(self.oversample) if self.oversample else None
+        self.oversample = parse_oversample(self.oversample)
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
             raise TrainError(f"unknown coeff_loss {self.coeff_loss!r}; valid: {', '.join(COEFF_LOSSES)}")
@@ -167,101 +180,6 @@ class TalkerData:
         for name in ("eval_steps", "eval_samples", "eval_windows", "stats_windows"):
             if int(getattr(self, name)) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-# --------------------------------------------------------------------------- the trained module
-class TalkerModel(nn.Module):
-    """Audio encoder + denoiser (or regressor): the one module the loop trains and DDP wraps.
-
-    Built from the ``model`` entry of a talker checkpoint: ``{"kind": "denoiser"|"regressor",
-    "net": <DenoiserConfig/RegressorConfig dict>, "audio": <encoder config>, "diffusion":
-    <DiffusionSchedule dict> | None}``.
-
-    Attributes (plain, not weights): ``schedule`` (:class:`DiffusionSchedule`, None for the regressor),
-    ``normalizer`` (set by the task and :func:`load_talker`; the model works in normalised
-    coefficients), ``styles`` (the style vocabulary: style id ``i`` is ``styles[i]``).
-    """
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        super().__init__()
-        kind = config.get("kind")
-        if kind not in MODEL_KINDS:
-            raise CheckpointError(f"unknown talker model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
-        self.config = {k: config.get(k) for k in ("kind", "net", "audio", "diffusion")}
-        self.audio_encoder = build_audio_encoder(config["audio"])
-        if kind == "regressor":
-            self.cfg: DenoiserConfig = RegressorConfig.from_dict(config["net"])
-            self.net: nn.Module = Regressor(self.cfg)
-            self.schedule: DiffusionSchedule | None = None
-        else:
-            self.cfg = DenoiserConfig.from_dict(config["net"])
-            self.net = Denoiser(self.cfg)
-            self.schedule = DiffusionSchedule.from_dict(config.get("diffusion") or {})
-        if self.audio_encoder.out_dim != self.cfg.audio_dim:
-            raise CheckpointError(f"audio encoder gives {self.audio_encoder.out_dim} features per frame, "
-                                  f"the {kind} expects {self.cfg.audio_dim}")
-        self.normalizer: Normalizer | None = None
-        self.styles: tuple[str, ...] = ()
-        self.default_guidance = 1.0  # audio guidance when a caller gives none (checkpoint "sampling")
-
-    @property
-    def deterministic(self) -> bool:
-        return self.schedule is None
-
-    @property
-    def coeff_dim(self) -> int:
-        return self.cfg.coeff_dim
-
-    @property
-    def audio_dim(self) -> int:
-        return self.cfg.audio_dim
-
-    @property
-    def uses_phones(self) -> bool:
-        """True when the audio encoder reads recognised phones (``phones=`` of :meth:`encode_audio`)."""
-        return self.audio_encoder.uses_phones
-
-    def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
-        """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``; ``phones [B, T]``:
-        recognised phone labels for encoders that read them (else they recognise the audio)."""
-        return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None)
-
-    def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
-                style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
-                phones: Tensor | None = None) -> Tensor:
-        """The training forward pass (all trainable computation, so DDP synchronises it).
-
-        Args:
-            wav: ``[B, T * 640]`` speech.
-            mask: ``[B, T]`` bool, True on valid frames.
-            emotion, intensity, style: ``[B]`` labels (see :class:`~thunder3d.models.denoiser.Denoiser`).
-            x_t, t: ``[B, T, C]`` noisy normalised coefficients and ``[B]`` timesteps (denoiser only).
-            phones: ``[B, T]`` recognised phones (the batch's ``heard``) for encoders that read them.
-        Returns:
-            ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
-            prediction), zero on padded frames.
-        """
-        features = self.encode_audio(wav, mask.shape[1], phones)
-        return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
-
-    def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,
-                intensity: Labels = None, style: Labels = None, *, x_t: Tensor | None = None,
-                t: Tensor | int | None = None, audio_scale: float = 1.0, cond_scale: float = 1.0,
-                mode: str = "nested") -> Tensor:
-        """Network output from precomputed audio ``features [B, T, D_a]``, with guidance scales
-        (scales of 1 are one plain conditional pass)."""
-        guided = not (audio_scale == 1.0 and cond_scale == 1.0)
-        if self.deterministic:
-            if guided:
-                return self.net.guided(features, emotion, intensity, style, mask, audio_scale=audio_scale,
-                                       cond_scale=cond_scale, mode=mode)
-            return self.net(features, emotion, intensity, style, mask)
-        if x_t is None or t is None:
-            raise ValueError("the diffusion talker needs x_t and t")
-        if guided:
-            return self.net.guided(x_t, t, features, emotion, intensity, style, mask,
-                                   audio_scale=audio_scale, cond_scale=cond_scale, mode=mode)
-        return self.net(x_t, t, features, emotion, intensity, style, mask)
 
 
 # --------------------------------------------------------------------------- loss helpers
@@ -358,19 +276,19 @@ class TalkerTask(CorpusTask):
         self._val = val
         # ---- model config
         net_cls = RegressorConfig if data.deterministic else DenoiserConfig
-        net = net_cls(coeff_dim=rig.num_coeffs, audio_dim=encoder.out_dim, num_styles=len(self.styles),
-                      **dict(model or {}))
+        net = net_cls.from_dict({"coeff_dim": rig.num_coeffs, "audio_dim": encoder.out_dim,
+                                 "num_styles": len(self.styles), **dict(model or {})})
         schedule = None if data.deterministic else DiffusionSchedule(**dict(diffusion or {}))
-        self._model_config = {"kind": "regressor" if data.deterministic else "denoiser",
-                              "net": net.to_dict(), "audio": encoder.config(),
-                              "diffusion": None if schedule is None else schedule.to_dict()}
+        self.talker_config = TalkerConfig(kind="regressor" if data.deterministic else "denoiser", net=net,
+                                          audio=encoder.config(),
+                                          diffusion=None if schedule is None else schedule.to_dict())
         self.schedule = schedule
         self.vertex_loss = VertexLoss(rig, data.mouth_weight) if data.w_vertex > 0 else None
         self._norm: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     # ------------------------------------------------------------------ model and data
     def model_config(self) -> dict[str, Any]:
-        return dict(self._model_config)
+        return self.talker_config.to_dict()
 
     def checkpoint_config(self) -> dict[str, Any]:
         data = asdict(self.data)
@@ -381,7 +299,7 @@ class TalkerTask(CorpusTask):
                 "styles": list(self.styles), "data": data}
 
     def build_model(self) -> nn.Module:
-        model = TalkerModel(self._model_config)
+        model = TalkerModel(self.talker_config)
         if isinstance(model.audio_encoder, MelEncoder):
             model.audio_encoder.set_input_stats(*self.mel_statistics())
         model.normalizer, model.styles = self.normalizer, tuple(self.styles)
@@ -546,49 +464,4 @@ class TalkerTask(CorpusTask):
         return result
 
 
-# --------------------------------------------------------------------------- loading
-def resolve_run(path: str | Path) -> Path:
-    """A checkpoint directory from a run folder (``best`` first, then ``last``) or itself."""
-    path = Path(path)
-    if (path / "best" / "config.json").is_file():
-        return path / "best"
-    if (path / "last" / "config.json").is_file() and not (path / "config.json").is_file():
-        return path / "last"
-    return path
-
-
-def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
-                ema: bool = True) -> tuple[TalkerModel, Rig, Normalizer, dict[str, Any]]:
-    """A trained talker from ``RUN``, ``RUN/best`` or ``RUN/last``: ``(model, rig, normalizer, config)``.
-
-    The model is in eval mode on ``device`` with EMA weights when the checkpoint has them (and
-    ``ema``); ``model.normalizer``, ``model.styles`` and ``model.default_guidance`` (the audio
-    guidance scale its config recommends under ``sampling.guidance``, 1 without) are set. ``config`` is the checkpoint's
-    ``config.json``. Raises :class:`~thunder3d.errors.CheckpointError` for anything but a talker
-    checkpoint, or weights that do not fit the saved model config.
-    """
-    path = resolve_run(path)
-    ckpt = load_checkpoint(path, expect={"task": "talker"}, training_state=False)
-    config = ckpt.config
-    model = TalkerModel(config["model"])
-    weights = ckpt.ema_state_dict if (ema and ckpt.ema_state_dict is not None) else ckpt.state_dict
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
-    normalizer = Normalizer.from_dict(config["normalizer"])
-    model.normalizer, model.styles = normalizer, tuple(config.get("styles") or ())
-    guidance = (config.get("sampling") or {}).get("guidance", 1.0)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise CheckpointError(f"{path}: sampling.guidance must be a finite number, got {guidance!r}")
-    model.default_guidance = float(guidance)
-    rig = load_rig(config["rig"])
-    if tuple(rig.coeff_names) != tuple(normalizer.coeff_names):
-        raise CheckpointError(f"{path}: rig {rig.spec!r} coefficients differ from the normalizer's")
-    return model.to(device).eval(), rig.to(device), normalizer, config
-
-
-__all__ = [
-    "COEFF_LOSSES", "M2S_WEIGHTINGS", "TalkerData", "TalkerModel", "TalkerTask", "VertexLoss",
-    "load_talker", "resolve_run",
-]
+__all__ = ["COEFF_LOSSES", "M2S_WEIGHTINGS", "TalkerData", "TalkerTask", "VertexLoss"]

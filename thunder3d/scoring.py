@@ -1,4 +1,8 @@
-"""Systems to evaluate: where the animations of corpus clips come from.
+"""Scoring talking-head systems on corpus clips: where their animations come from, and one whole run.
+
+Above both :mod:`thunder3d.inference` (which samples checkpoints) and :mod:`thunder3d.eval` (which
+measures), so that neither imports the other. :func:`score_talker` is what ``thunder3d eval talker``
+does: pick the clips, build one system's predictions, measure them and add them to a results file.
 
 Each function returns :class:`Predictions`: the rig the animations drive and a mapping from clip
 id to ``[N, T, C]`` coefficients or ``[N, T, V, 3]`` vertices, the input of
@@ -19,20 +23,22 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from thunder3d.audio.align import recognize_phones
+from thunder3d.checkpoints import load_m2s, load_talker
 from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.data.articulation import articulate
-from thunder3d.data.clip import Clip
+from thunder3d.data.clip import Clip, corpus_clips, load_clip, read_manifest
 from thunder3d.data.dataset import select_coeffs
-from thunder3d.errors import ThunderError
-from thunder3d.eval.talker import EvalError, as_samples
+from thunder3d.errors import EvalError, ThunderError
+from thunder3d.eval.talker import (add_system, as_samples, check_clips, evaluate_animations, format_markdown,
+                                   ground_truth_predictions, read_results)
 from thunder3d.inference.sampling import generate
-from thunder3d.rigs import Rig
+from thunder3d.rigs import Rig, load_rig
 from thunder3d.rigs.arkit import ARKIT_NAMES
-from thunder3d.train.talker import load_talker
 
 
 class LazyPredictions(Mapping[str, np.ndarray]):
@@ -86,7 +92,7 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
     """Sample a trained talker for every clip.
 
     Args:
-        run: talker run folder or checkpoint (:func:`~thunder3d.train.talker.load_talker`).
+        run: talker run folder or checkpoint (:func:`~thunder3d.checkpoints.load_talker`).
         clips: the clips; their audio is cut/padded to ``T * 640`` samples so the animations have
             the clips' frame counts.
         samples: ``N`` per clip (a deterministic model is run once and its prediction repeated,
@@ -180,7 +186,80 @@ def rulebased_predictions(clips: Sequence[Clip], rig: Rig) -> Predictions:
     return Predictions(rig, LazyPredictions(clips, make), "rule-based")
 
 
+SYSTEM_KINDS = ("model", "predictions", "rule-based", "ground-truth")
+
+
+def select_clips(corpus: str | os.PathLike, split: str = "test", voice: str | None = None,
+                 limit: int = 0) -> list[str]:
+    """Clip ids of ``split`` (``all`` for every split) whose manifest voice starts with ``voice``,
+    the first ``limit`` of them (0 = all)."""
+    ids = corpus_clips(corpus, None if split == "all" else split)
+    if voice:
+        voices = {e["id"]: str(e.get("voice") or "") for e in read_manifest(corpus)}
+        ids = [i for i in ids if voices.get(i, "").startswith(voice)]
+        if not ids:
+            known = sorted({v.split("+")[0] for v in voices.values() if v})
+            raise EvalError(f"no {split} clip of {corpus} has a voice starting with {voice!r}; "
+                            f"voices: {', '.join(known) or 'none recorded'}")
+    return ids[: limit or None]
+
+
+def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathLike | None = None,
+                 name: str | None = None, results: Mapping[str, Any] | None = None, split: str = "test",
+                 voice: str | None = None, clips: int = 0, samples: int = 5, seed: int = 0, steps: int = 10,
+                 guidance: float | None = None, rig: str | None = None, m2s: str | os.PathLike | None = None,
+                 device: str = "cpu", progress: bool = True) -> tuple[str, dict[str, Any]]:
+    """Score one system on corpus clips: what ``thunder3d eval talker`` does.
+
+    Args:
+        kind: one of :data:`SYSTEM_KINDS`: ``model`` samples the talker checkpoint ``source``,
+            ``predictions`` reads the folder ``source``, ``rule-based`` is the recogniser baseline,
+            ``ground-truth`` scores the clips' own motion.
+        name: the system's name in the table (default: the run or folder name).
+        results: systems scored before (``{name: result}``); the new one must use the same clips.
+        split, voice, clips: which clips (:func:`select_clips`).
+        samples, seed, steps, guidance: sampling of ``model`` (``guidance=None``: the model's own).
+        rig: the rig of the other kinds (default: the M2S's, else builtin); not with ``model``.
+        m2s: an M2S run: adds the audio-consistency figure.
+    Returns:
+        ``(name, result)``; add it to ``results`` with :func:`~thunder3d.eval.talker.add_system`.
+    """
+    if kind not in SYSTEM_KINDS:
+        raise EvalError(f"unknown system kind {kind!r}; valid: {', '.join(SYSTEM_KINDS)}")
+    if kind in ("model", "predictions") and source is None:
+        raise EvalError(f"a {kind} system needs a source folder")
+    if kind == "model" and rig:
+        raise EvalError("a rig does not go with a model: the checkpoint's rig is used")
+    if name is None:
+        if kind in ("model", "predictions"):
+            run = Path(source).resolve()
+            name = run.parent.name if kind == "model" and run.name in ("best", "last") else run.name
+        else:
+            name = kind.replace("-", " ")
+    ids = select_clips(corpus, split, voice, clips)
+    check_clips(dict(results or {}), name, ids)
+    loaded = [load_clip(corpus, cid) for cid in ids]
+    m2s_model, m2s_rig = load_m2s(m2s, device=device) if m2s else (None, None)
+    if kind == "model":
+        preds = checkpoint_predictions(source, loaded, samples, seed, steps, device=device, audio_scale=guidance)
+    else:
+        the_rig = load_rig(rig) if rig else (m2s_rig or load_rig("builtin"))
+        if kind == "predictions":
+            preds = folder_predictions(source, loaded, the_rig)
+        elif kind == "rule-based":
+            preds = rulebased_predictions(loaded, the_rig)
+        else:
+            preds = Predictions(the_rig, ground_truth_predictions(loaded, the_rig), "ground truth")
+    result = evaluate_animations(preds.rig, loaded, preds.arrays, m2s=m2s_model, m2s_rig=m2s_rig,
+                                 progress=progress)
+    result.update(source=preds.source, corpus=str(corpus), split=split, seed=seed,
+                  steps=steps if kind == "model" else None, m2s=str(m2s) if m2s else None,
+                  audio_scale=preds.settings.get("audio_scale"))
+    return name, result
+
+
 __all__ = [
+    "SYSTEM_KINDS", "score_talker", "select_clips", "add_system", "format_markdown", "read_results",
     "LazyPredictions", "Predictions", "checkpoint_predictions", "folder_predictions",
     "rulebased_predictions",
 ]

@@ -61,7 +61,7 @@ from thunder3d.audio.features import LogMel
 from thunder3d.audio.mel_augment import mask_mel_bands, warp_mel
 from thunder3d.audio.phones import NUM_PHONES
 from thunder3d.constants import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME
-from thunder3d.errors import AudioError
+from thunder3d.errors import AudioEncoderError, AudioError
 
 ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic", "hybrid")
 """Valid ``kind`` values of :func:`build_audio_encoder`."""
@@ -77,8 +77,6 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
                  "pytorch_model.bin.index.json")
 
 
-class AudioEncoderError(AudioError):
-    """An audio encoder that cannot be built: unknown kind or option, missing or wrong model folder."""
 
 
 # --------------------------------------------------------------------------- timing helpers

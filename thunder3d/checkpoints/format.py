@@ -18,12 +18,15 @@ Only ``config.json`` and ``model.safetensors`` are needed for inference; the two
 :func:`save_checkpoint` builds the directory under a temporary name beside the target, fsyncs
 every file, then renames it into place (an existing checkpoint is first renamed aside, then
 removed once the new one is in place), so a crash leaves either the old or the new checkpoint,
-never a mix. :func:`load_checkpoint` checks file sizes and hashes, the format version and,
-with ``expect``, that the checkpoint was trained for what the caller asks for::
+never a mix. What a killed save leaves behind is tidied up: a ``.NAME.old-*`` copy of a checkpoint
+that is missing is renamed back into place by :func:`load_checkpoint` (and :func:`recover_checkpoint`),
+and :func:`clean_stale` removes ``.NAME.tmp-*`` folders of saves that died (the training loop calls it
+when it resumes and when a run ends). :func:`load_checkpoint` checks file sizes and hashes, the format
+version and, with ``expect``, that the checkpoint was trained for what the caller asks for::
 
     ckpt = load_checkpoint("runs/m2s/best", expect={"task": "m2s", "rig.spec": "builtin",
                                                     "model.input": "mouth2s"})
-    model = M2S(M2SConfig(**ckpt.config["model"]))
+    model = M2S(M2SConfig.from_dict(dict(**ckpt.config["model"])))
     ckpt.load_into(model)
 """
 
@@ -33,9 +36,13 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -54,6 +61,14 @@ STATE_TENSORS_FILE = "training_state.safetensors"
 STATE_JSON_FILE = "training_state.json"
 
 _TENSOR, _NDARRAY, _TUPLE, _ITEMS = "__tensor__", "__ndarray__", "__tuple__", "__items__"
+
+# what save_checkpoint leaves beside NAME while it works: .NAME.tmp-XXXXXXXX (mkdtemp) while the
+# folder is built, .NAME.old-XXXXXXXX (the previous NAME) between the two renames
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-[A-Za-z0-9_]+$")
+_OLD = re.compile(r"^\.(?P<name>.+)\.old-[0-9a-f]+$")
+_PROCESS_START = time.time()  # tmp folders older than this cannot be this process's saves
+_WRITING: set[Path] = set()  # tmp folders this process's save_checkpoint calls are building
+_WRITING_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------- result
@@ -149,6 +164,9 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
     for reserved in ("format_version", "files"):
         config.pop(reserved, None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    key = tmp.resolve()
+    with _WRITING_LOCK:
+        _WRITING.add(key)
     try:
         files = [MODEL_FILE]
         _save_tensors(tmp / MODEL_FILE, _state_dict_of(model))
@@ -180,19 +198,25 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        with _WRITING_LOCK:
+            _WRITING.discard(key)
     return target
 
 
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
                     note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
-    """An inference-only copy of a checkpoint: ``dst/config.json`` + ``dst/model.safetensors``
-    holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
+    """An inference-only copy of a checkpoint (or of a run folder's ``last/``): ``dst/config.json`` +
+    ``dst/model.safetensors`` holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
     no training state. The config records where it came from (``packed_from``: source, step,
     weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
     guidance = (sampling or {}).get("guidance", 1.0)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
+    src = Path(src)
+    if (src / "last" / CONFIG_FILE).is_file() and not (src / CONFIG_FILE).is_file():
+        src = src / "last"  # a run folder: its latest state
     ckpt = load_checkpoint(src)
     config = dict(ckpt.config)
     if sampling:
@@ -309,7 +333,9 @@ def load_checkpoint(path: str | os.PathLike, *, expect: Mapping[str, Any] | None
     if root.is_file() and root.name in (CONFIG_FILE, MODEL_FILE):
         root = root.parent
     if not root.is_dir():
-        raise CheckpointError(_missing_message(root))
+        recover_checkpoint(root)  # a save killed between its two renames: put the old copy back
+        if not root.is_dir():
+            raise CheckpointError(_missing_message(root))
     config = _read_json(root / CONFIG_FILE, what="checkpoint config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{root / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}")
@@ -337,6 +363,8 @@ def load_checkpoint(path: str | os.PathLike, *, expect: Mapping[str, Any] | None
                                   f"{STATE_TENSORS_FILE} ({exc})") from exc
         if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{root / STATE_JSON_FILE}: unsupported training state format")
+    if verify:  # the checkpoint is proven whole: copies an interrupted save left aside are not needed
+        _remove_all(_aside_copies(root))
     return Checkpoint(root, config, state_dict, ema, state)
 
 
@@ -362,12 +390,139 @@ def load_training_state(ckpt: Checkpoint, optimizer: torch.optim.Optimizer | Non
 
 
 def _missing_message(root: Path) -> str:
-    leftovers = sorted(root.parent.glob(f".{root.name}.old-*")) if root.parent.is_dir() else []
+    leftovers = _aside_copies(root)
     msg = f"no checkpoint at {root} (expected a directory with {CONFIG_FILE} and {MODEL_FILE})"
     if leftovers:
-        msg += (f"; an interrupted save left the previous one at {leftovers[-1]}: rename it to "
-                f"{root} to use it")
+        msg += (f"; an interrupted save left an incomplete earlier copy at {leftovers[0]} (its files "
+                f"do not match its {CONFIG_FILE}), which cannot be used")
     return msg
+
+
+# --------------------------------------------------------------------------- interrupted saves
+def _aside_copies(target: Path) -> list[Path]:
+    """The ``.NAME.old-*`` folders beside ``target`` (``NAME`` = its name), newest save first."""
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return []
+    found = [p for p in entries if (m := _OLD.match(p.name)) and m["name"] == target.name and p.is_dir()]
+    return sorted(found, key=_saved_at, reverse=True)
+
+
+def _saved_at(folder: Path) -> float:
+    """When a checkpoint folder was written: its config.json's mtime (renames keep it)."""
+    for p in (folder / CONFIG_FILE, folder):
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def _is_complete(folder: Path) -> bool:
+    """True when ``folder`` holds a config.json listing its files and every listed file has the
+    size and sha256 recorded there."""
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        records = config.get("files") if isinstance(config, dict) else None
+        if not isinstance(records, dict) or MODEL_FILE not in records:
+            return False
+        for name, record in records.items():
+            _verify_file(folder, name, record)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, CheckpointError):
+        return False
+    return True
+
+
+def _remove_all(paths: Sequence[Path]) -> list[Path]:
+    removed = []
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+    return removed
+
+
+def recover_checkpoint(path: str | os.PathLike) -> bool:
+    """Undo what a save killed between its two renames left beside checkpoint ``path``.
+
+    :func:`save_checkpoint` renames an existing checkpoint aside to ``.NAME.old-*`` before it
+    renames the new one into place. When ``path`` is missing and such a copy is complete (its
+    ``config.json`` present and every file's size and hash as recorded), the newest complete copy is
+    renamed back to ``path`` (with a warning) and the other copies are removed. When ``path`` exists
+    and is complete, leftover copies are removed. Returns True when ``path`` was recovered.
+
+    Raises:
+        CheckpointError: a complete copy exists but cannot be renamed back (e.g. a read-only folder).
+    """
+    return _tidy(Path(path))[0]
+
+
+def _tidy(target: Path) -> tuple[bool, list[Path]]:
+    """:func:`recover_checkpoint`: ``(recovered, the copies removed)``."""
+    copies = _aside_copies(target)
+    if not copies:
+        return False, []
+    if target.exists():
+        return False, (_remove_all(copies) if _is_complete(target) else [])
+    for copy in copies:
+        if not _is_complete(copy):
+            continue
+        try:
+            os.rename(copy, target)
+        except OSError as exc:
+            raise CheckpointError(f"no checkpoint at {target}; an interrupted save left the previous one at "
+                                  f"{copy}, and renaming it back failed ({exc.strerror or exc}): rename it "
+                                  f"to {target} to use it") from None
+        _fsync_dir(target.parent)
+        warnings.warn(f"checkpoint {target} was missing (a save was interrupted between its two renames); "
+                      f"recovered the previous copy from {copy.name}", stacklevel=3)
+        return True, _remove_all([c for c in copies if c != copy])
+    return False, []
+
+
+def clean_stale(parent: str | os.PathLike, *, before: float | None = None) -> list[Path]:
+    """Tidy what killed :func:`save_checkpoint` calls left in the folder ``parent``; returns what
+    was removed.
+
+    - ``.NAME.tmp-*`` folders (a save killed while it built ``NAME``) are removed, except those
+      this process is writing and those changed at or after ``before`` (default: when this process
+      started), so a save in progress in another process is left alone;
+    - ``.NAME.old-*`` copies are handled by :func:`recover_checkpoint`: renamed back when ``NAME``
+      is missing, removed when ``NAME`` is complete.
+
+    The training loop calls it on the run folder when it resumes and when a run ends.
+    """
+    folder = Path(parent)
+    cutoff = _PROCESS_START if before is None else float(before)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:  # no folder (yet), or unreadable: nothing to tidy
+        return []
+    with _WRITING_LOCK:
+        writing = set(_WRITING)
+    stale = [p for p in entries if _TMP.match(p.name) and p.is_dir() and not p.is_symlink()
+             and p.resolve() not in writing and _last_change(p) < cutoff]
+    removed = _remove_all(stale)
+    names = sorted({m["name"] for p in entries if (m := _OLD.match(p.name)) and p.is_dir()})
+    for name in names:
+        removed += _tidy(folder / name)[1]
+    return removed
+
+
+def _last_change(folder: Path) -> float:
+    """The newest mtime of ``folder`` and the files in it (a save in progress keeps touching them)."""
+    try:
+        paths = [folder, *folder.iterdir()]
+    except OSError:
+        paths = [folder]
+    newest = 0.0
+    for p in paths:
+        try:
+            newest = max(newest, p.stat().st_mtime)
+        except OSError:
+            continue
+    return newest
 
 
 def _read_json(path: Path, *, what: str) -> Any:
@@ -542,6 +697,6 @@ def _decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 
 __all__ = [
-    "Checkpoint", "FORMAT_VERSION", "check_expected", "config_differences", "load_checkpoint",
-    "load_training_state", "save_checkpoint",
+    "Checkpoint", "FORMAT_VERSION", "check_expected", "clean_stale", "config_differences", "load_checkpoint",
+    "load_training_state", "pack_checkpoint", "recover_checkpoint", "save_checkpoint",
 ]

@@ -1,0 +1,134 @@
+"""The command line as a whole: every option documented, defaults from the configs, old names hidden
+but working, devices and full disks reported in one line before or without half-written output."""
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from thunder3d.audio.io import save_audio
+from thunder3d.audio.tts import synthesize
+from thunder3d.cli import build_parser, main
+from thunder3d.cli.options import OLD_NAMES
+from thunder3d.train.loop import TrainConfig
+
+
+def parsers(parser=None, path=()):
+    """``(command path, parser)`` of every command."""
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from parsers(sub, (*path, name))
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
+    save_audio(wav, synthesize("Bob made a map of Paris.", voice="en-us").wav)
+    return wav
+
+
+def test_every_option_has_help_without_markup():
+    seen = 0
+    for path, parser in parsers():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            seen += 1
+            name = f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help and len(action.help) > 3, f"{name} has no help"
+            assert "``" not in action.help and ":class:" not in action.help, f"{name}: raw markup in its help"
+        assert "``" not in (parser.description or "")
+    assert seen > 100
+
+
+def test_old_names_work_but_are_not_shown():
+    for path, parser in parsers():
+        text = parser.format_help()
+        for old in OLD_NAMES:
+            assert old not in text.replace("--output", ""), f"{' '.join(path)} shows {old}"
+    args = build_parser().parse_args(["animate", "x.wav", "--out", "o", "--talker", "m", "--audio-scale", "2",
+                                      "--cond-scale", "0.5"])
+    assert (str(args.output), args.model, args.guidance, args.cond_guidance) == ("o", "m", 2.0, 0.5)
+    args = build_parser().parse_args(["eval", "talker", "--checkpoint", "run", "--corpus", "c"])
+    assert str(args.model) == "run"
+
+
+def test_training_defaults_are_the_config_defaults():
+    """One place for a default: the dataclass."""
+    args = build_parser().parse_args(["train", "talker", "--corpus", "c", "-o", "run"])
+    defaults = TrainConfig()
+    for field in ("steps", "batch_size", "lr", "warmup_steps", "eval_every", "save_every", "ema_decay"):
+        assert getattr(args, field) == getattr(defaults, field), field
+    assert args.device == "auto" == defaults.device
+    from thunder3d.train.talker import TalkerData
+
+    data = TalkerData(corpus="c")
+    for field in dataclasses.fields(TalkerData):
+        if hasattr(args, field.name) and field.name not in ("corpus", "audio", "oversample"):
+            assert getattr(args, field.name) == getattr(data, field.name), field.name
+
+
+def test_one_name_per_concept():
+    for path, parser in parsers():
+        flags = {s for a in parser._actions for s in a.option_strings}
+        assert not flags & {"--talker", "--checkpoint", "--audio-scale", "--cond-scale", "--out"} - OLD_NAMES
+        if "--output" in flags:
+            assert "-o" in flags, path
+    assert ("sample",) not in dict(parsers())  # folded into animate
+
+
+@pytest.mark.parametrize("device, message", [("foo", "unknown device 'foo'"), ("mps", "unknown device 'mps'"),
+                                             ("cuda:7", "not available")])
+@pytest.mark.parametrize("command", ["animate", "demo"])
+def test_bad_device_is_one_line_before_any_work(command, device, message, speech, tmp_path, capsys):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    out = tmp_path / "out"
+    args = [command, *([str(speech)] if command == "animate" else []), "-o", str(out), "--device", device]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()  # refused before any work
+
+
+def test_auto_device_works(speech, tmp_path):
+    assert main(["animate", str(speech), "-o", str(tmp_path), "--device", "auto", "--no-progress", "--steps", "2"]) == 0
+    assert (tmp_path / "speech.npz").is_file()
+
+
+def test_video_size_zero_is_refused_before_anything_is_written(speech, tmp_path, capsys):
+    assert main(["animate", str(speech), "-o", str(tmp_path / "out"), "--format", "npz,mp4", "--size", "0"]) == 2
+    assert "video size" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 kB filesystem (tmpfs); skipped where this process may not mount one."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_files(speech, tiny_disk):
+    out = tiny_disk / "out"
+    done = subprocess.run([sys.executable, "-m", "thunder3d", "animate", str(speech), "-o", str(out), "--format",
+                           "npz,glb,obj", "--no-progress", "--steps", "2"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("thunder3d: error: ") and "space" in lines[-1]
+    assert "Traceback" not in done.stderr
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers

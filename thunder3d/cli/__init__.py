@@ -1,0 +1,71 @@
+"""The ``thunder3d`` command: a thin layer over the library, one module per command group.
+
+Every command takes ``--seed``, ``--device`` (``auto | cpu | cuda | cuda:N``, checked before any work)
+and ``--threads``. Bad input (:class:`thunder3d.errors.ThunderError`) and a full disk are reported in
+one line, without a traceback, with exit code 2; library warnings in one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import warnings
+
+from thunder3d.cli import animate, data, evaluate, rig, train
+from thunder3d.cli.options import Parser
+from thunder3d.errors import ThunderError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from thunder3d import __version__
+
+    parser = Parser(prog="thunder3d", description="Speech-driven 3D talking heads (THUNDER): "
+                                     "animate any speech on a 3D face, export it, train and evaluate the models.")
+    parser.add_argument("--version", action="version", version=f"thunder3d {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (animate, rig, data, train, evaluate):
+        group.register(sub)
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """What every command shares, before any of its work: threads, device, seed."""
+    import torch
+
+    from thunder3d.utils.device import resolve_device
+
+    if getattr(args, "threads", 0) < 0:
+        raise ThunderError(f"--threads must be >= 0, got {args.threads}")
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    if hasattr(args, "device"):
+        args.device = resolve_device(args.device)
+    torch.manual_seed(getattr(args, "seed", 0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *_: print(f"thunder3d: warning: {message}", file=sys.stderr)
+            _prepare(args)
+            return int(args.func(args) or 0)
+    except ThunderError as exc:
+        print(f"thunder3d: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"thunder3d: error: no space left on the device{where}; nothing half-written was left", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thunder3d: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``thunder3d eval m2s|talker``, ``thunder3d speak`` and ``thunder3d pack``: models after training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from thunder3d.cli.options import add_common, add_output, opt
+
+def _write_json(path: Path | None, data: dict, what: str = "") -> None:
+    from thunder3d.utils.io import atomic_write_text
+
+    if path:
+        atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
+        print(f"wrote {path}{what}")
+
+
+def cmd_eval_m2s(args: argparse.Namespace) -> int:
+    from thunder3d.checkpoints import load_m2s
+    from thunder3d.data.clip import load_clip
+    from thunder3d.eval.m2s import evaluate_m2s, format_report
+    from thunder3d.scoring import select_clips
+
+    model, rig = load_m2s(args.model, device=args.device)
+    clips = [load_clip(args.corpus, cid) for cid in select_clips(args.corpus, args.split, limit=args.clips)]
+    result = evaluate_m2s(model, rig, clips, device=args.device)
+    result.update(checkpoint=str(args.model), corpus=str(args.corpus), split=args.split, input=model.cfg.input,
+                  rig=rig.spec)
+    print(format_report(result))
+    _write_json(args.output, result)
+    return 0 if result["criterion_met"] else 1
+
+
+def cmd_eval_talker(args: argparse.Namespace) -> int:
+    from thunder3d.scoring import add_system, format_markdown, read_results, score_talker
+    from thunder3d.utils.io import atomic_write_text
+
+    kind = "model" if args.model else "predictions" if args.predictions else \
+        "rule-based" if args.rule_based else "ground-truth"
+    systems = read_results(args.output) if args.output else {}
+    name, result = score_talker(kind, args.corpus, source=args.model or args.predictions, name=args.name,
+                                results=systems, split=args.split, voice=args.voice, clips=args.clips,
+                                samples=args.samples, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                                rig=args.rig, m2s=args.m2s, device=args.device, progress=not args.no_progress)
+    systems = add_system(systems, name, result)
+    print(table := format_markdown(systems), end="")
+    _write_json(args.output, {"systems": systems}, f" ({len(systems)} system(s))")
+    if args.markdown:
+        atomic_write_text(args.markdown, table)
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    from thunder3d.audio.io import save_audio
+    from thunder3d.checkpoints import load_m2s
+    from thunder3d.eval.m2s import hear
+
+    model, rig = load_m2s(args.m2s, device=args.device)
+    save_audio(args.output, wav := hear(model, rig, args.animation, iterations=args.iterations, seed=args.seed,
+                                        device=args.device))
+    print(f"wrote {args.output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from thunder3d.checkpoints import pack_checkpoint
+
+    out = pack_checkpoint(args.checkpoint, args.output, ema=False if args.no_ema else None,
+                          sampling=None if args.guidance is None else {"guidance": args.guidance})
+    print(f"wrote {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB)")
+    return 0
+
+
+def _clips(p: argparse.ArgumentParser) -> None:
+    opt(p, "--corpus", None, "corpus folder", type=Path, required=True)
+    opt(p, "--split", "test", "clips of this split", choices=("train", "val", "test", "all"))
+    opt(p, "--clips", 0, "evaluate the first N clips (0 = all)")
+
+
+def register(sub) -> None:
+    ev = sub.add_parser("eval", help="evaluate trained models and other systems")
+    commands = ev.add_subparsers(dest="eval_command", required=True, metavar="{m2s,talker}")
+    p = commands.add_parser("m2s", help="mel accuracy and the sync-sensitivity curve of an M2S listener")
+    opt(p, ("--model", "--checkpoint"), None, "M2S run folder or checkpoint", type=Path, required=True)
+    _clips(p)
+    add_output(p, "write the result as JSON")
+    add_common(p)
+    p.set_defaults(func=cmd_eval_m2s)
+
+    p = commands.add_parser("talker", help="lip accuracy, dynamics, diversity and grounded lip-sync of a system")
+    system = p.add_mutually_exclusive_group(required=True)
+    opt(system, ("--model", "--checkpoint"), None, "system: a talker run folder or checkpoint, sampled", type=Path)
+    opt(system, "--predictions", None, "system: a folder of <clip_id>.npz: coeffs [N,T,C] or vertices [N,T,V,3]",
+        type=Path)
+    opt(system, "--rule-based", False, "system: pocketsphinx phone recognition + the corpus articulation model")
+    opt(system, "--ground-truth", False, "system: the clips' own motion")
+    _clips(p)
+    opt(p, "--voice", None, "only clips whose manifest voice starts with this (e.g. festival:ked_diphone)")
+    opt(p, "--samples", 5, "samples per clip of --model (S-DIV needs 2+)")
+    opt(p, "--steps", 10, "DDIM steps of --model")
+    opt(p, ("--guidance", "--audio-scale"), None, "audio guidance of --model (default: the checkpoint's, else 1)",
+        type=float)
+    opt(p, "--rig", None, "rig of the other systems (default: the M2S's rig, else builtin)")
+    opt(p, "--m2s", None, "M2S run: add the audio-consistency figure", type=Path)
+    opt(p, "--name", None, "system name in the table (default: run/folder name)")
+    add_output(p, "results JSON; systems accumulate under their --name (same clips required)")
+    opt(p, "--markdown", None, "write the table of every system in -o", type=Path)
+    add_common(p, progress=True)
+    p.set_defaults(func=cmd_eval_talker)
+
+    p = sub.add_parser("speak", help="hear a face: vocode what a trained M2S hears in an animation")
+    p.add_argument("animation", type=Path, help="npz with coeffs [T, C] or [N, T, C] (a clip or an animation)")
+    opt(p, "--m2s", None, "M2S run folder or checkpoint", type=Path, required=True)
+    opt(p, "--iterations", 60, "Griffin-Lim iterations")
+    add_output(p, "wav file", default=Path("speech.wav"))
+    add_common(p)
+    p.set_defaults(func=cmd_speak)
+
+    p = sub.add_parser("pack", help="inference-only copy of a checkpoint (e.g. to ship a model)")
+    p.add_argument("checkpoint", type=Path, help="run folder (its last/) or checkpoint directory")
+    add_output(p, "new checkpoint directory", required=True)
+    opt(p, "--no-ema", False, "pack the raw weights, not the EMA ones")
+    opt(p, "--guidance", None, "audio guidance scale that samplers use by default with this model", type=float)
+    p.set_defaults(func=cmd_pack)

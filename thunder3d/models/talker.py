@@ -1,0 +1,160 @@
+"""The talking head as one module: audio encoder + diffusion denoiser (or the deterministic regressor).
+
+:class:`TalkerModel` is what training optimises (and DDP wraps) and what inference samples; it is
+rebuilt from a :class:`TalkerConfig`, the ``model`` entry of a talker checkpoint. Shapes: ``B``
+batch, ``T`` frames (25 fps), ``C`` coefficients, ``D_a`` audio features, ``N = T * 640`` samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from thunder3d.config import Config
+from thunder3d.data.dataset import Normalizer
+from thunder3d.errors import ModelConfigError
+from thunder3d.models.denoiser import Denoiser, DenoiserConfig, Labels
+from thunder3d.models.diffusion import DiffusionSchedule
+from thunder3d.models.encoders import build_audio_encoder
+from thunder3d.models.regressor import Regressor, RegressorConfig
+
+MODEL_KINDS = ("denoiser", "regressor")
+
+
+@dataclass
+class TalkerConfig(Config):
+    """Everything that rebuilds a :class:`TalkerModel`.
+
+    Args:
+        kind: ``denoiser`` (diffusion) or ``regressor`` (deterministic baseline).
+        net: the network's config (:class:`DenoiserConfig`, :class:`RegressorConfig` for the regressor).
+        audio: the audio encoder's config (:func:`~thunder3d.models.encoders.build_audio_encoder`).
+        diffusion: :class:`DiffusionSchedule` options (None for the regressor).
+    """
+
+    error = ModelConfigError
+    label = "talker model config"
+
+    kind: str
+    net: DenoiserConfig
+    audio: dict
+    diffusion: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ModelConfigError(f"unknown talker model kind {self.kind!r}; valid: {', '.join(MODEL_KINDS)}")
+        if isinstance(self.net, Mapping):
+            self.net = (RegressorConfig if self.kind == "regressor" else DenoiserConfig).from_dict(self.net)
+        if self.kind == "regressor":
+            self.diffusion = None
+        self.audio = dict(self.audio or {})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TalkerConfig:
+        data = dict(data)
+        if data.get("kind") not in MODEL_KINDS:
+            raise ModelConfigError(f"unknown talker model kind {data.get('kind')!r}; "
+                                   f"valid: {', '.join(MODEL_KINDS)}")
+        if isinstance(data.get("net"), Mapping):
+            data["net"] = (RegressorConfig if data["kind"] == "regressor" else DenoiserConfig).from_dict(data["net"])
+        return super().from_dict(data)
+
+
+class TalkerModel(nn.Module):
+    """Audio encoder + denoiser (or regressor): the one module the loop trains and DDP wraps.
+
+    Built from a :class:`TalkerConfig` (or its dict, the ``model`` entry of a talker checkpoint).
+
+    Attributes (plain, not weights): ``schedule`` (:class:`DiffusionSchedule`, None for the regressor),
+    ``normalizer`` (set by the task and :func:`load_talker`; the model works in normalised
+    coefficients), ``styles`` (the style vocabulary: style id ``i`` is ``styles[i]``).
+    """
+
+    def __init__(self, cfg: TalkerConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        cfg = cfg if isinstance(cfg, TalkerConfig) else TalkerConfig.from_dict(cfg)
+        self.talker_config = cfg
+        self.audio_encoder = build_audio_encoder(cfg.audio)
+        self.cfg: DenoiserConfig = cfg.net
+        if cfg.kind == "regressor":
+            self.net: nn.Module = Regressor(cfg.net)
+            self.schedule: DiffusionSchedule | None = None
+        else:
+            self.net = Denoiser(cfg.net)
+            self.schedule = DiffusionSchedule.from_dict(cfg.diffusion or {})
+        if self.audio_encoder.out_dim != self.cfg.audio_dim:
+            raise ModelConfigError(f"audio encoder gives {self.audio_encoder.out_dim} features per frame, "
+                                   f"the {cfg.kind} expects {self.cfg.audio_dim}")
+        self.normalizer: Normalizer | None = None
+        self.styles: tuple[str, ...] = ()
+        self.default_guidance = 1.0  # audio guidance when a caller gives none (checkpoint "sampling")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The JSON model config (``config.json["model"]`` of a talker checkpoint)."""
+        return self.talker_config.to_dict()
+
+    @property
+    def deterministic(self) -> bool:
+        return self.schedule is None
+
+    @property
+    def coeff_dim(self) -> int:
+        return self.cfg.coeff_dim
+
+    @property
+    def audio_dim(self) -> int:
+        return self.cfg.audio_dim
+
+    @property
+    def uses_phones(self) -> bool:
+        """True when the audio encoder reads recognised phones (``phones=`` of :meth:`encode_audio`)."""
+        return self.audio_encoder.uses_phones
+
+    def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
+        """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``; ``phones [B, T]``:
+        recognised phone labels for encoders that read them (else they recognise the audio)."""
+        return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None)
+
+    def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
+                style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
+                phones: Tensor | None = None) -> Tensor:
+        """The training forward pass (all trainable computation, so DDP synchronises it).
+
+        Args:
+            wav: ``[B, T * 640]`` speech.
+            mask: ``[B, T]`` bool, True on valid frames.
+            emotion, intensity, style: ``[B]`` labels (see :class:`~thunder3d.models.denoiser.Denoiser`).
+            x_t, t: ``[B, T, C]`` noisy normalised coefficients and ``[B]`` timesteps (denoiser only).
+            phones: ``[B, T]`` recognised phones (the batch's ``heard``) for encoders that read them.
+        Returns:
+            ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
+            prediction), zero on padded frames.
+        """
+        features = self.encode_audio(wav, mask.shape[1], phones)
+        return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
+
+    def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,
+                intensity: Labels = None, style: Labels = None, *, x_t: Tensor | None = None,
+                t: Tensor | int | None = None, audio_scale: float = 1.0, cond_scale: float = 1.0,
+                mode: str = "nested") -> Tensor:
+        """Network output from precomputed audio ``features [B, T, D_a]``, with guidance scales
+        (scales of 1 are one plain conditional pass)."""
+        guided = not (audio_scale == 1.0 and cond_scale == 1.0)
+        if self.deterministic:
+            if guided:
+                return self.net.guided(features, emotion, intensity, style, mask, audio_scale=audio_scale,
+                                       cond_scale=cond_scale, mode=mode)
+            return self.net(features, emotion, intensity, style, mask)
+        if x_t is None or t is None:
+            raise ValueError("the diffusion talker needs x_t and t")
+        if guided:
+            return self.net.guided(x_t, t, features, emotion, intensity, style, mask,
+                                   audio_scale=audio_scale, cond_scale=cond_scale, mode=mode)
+        return self.net(x_t, t, features, emotion, intensity, style, mask)
+
+
+__all__ = ["MODEL_KINDS", "TalkerConfig", "TalkerModel"]
