@@ -129,6 +129,42 @@ def log_mel(wav: Tensor | np.ndarray) -> Tensor:
     return _log_mel(x, *_cached_tables(str(x.device), x.dtype))
 
 
+WHISPER_N_FFT = 400  # Whisper's front end: a 400-point FFT of the same 160-sample hop
+
+
+@functools.lru_cache(maxsize=None)
+def _whisper_tables(device: str) -> tuple[Tensor, Tensor]:
+    with torch.inference_mode(False):
+        return (torch.hann_window(WHISPER_N_FFT, periodic=True, device=device),
+                mel_filterbank(N_MELS, WHISPER_N_FFT, SAMPLE_RATE, 0.0, SAMPLE_RATE / 2).to(device))
+
+
+def whisper_log_mel(wav: Tensor | np.ndarray) -> Tensor:
+    """Whisper's published log-mel front end (Radford et al., 2022), for its pretrained encoder.
+
+    Power spectrum of a 400-point periodic Hann STFT (hop 160, centred, reflect-padded), the 80-band
+    Slaney mel filterbank, ``log10`` clamped at 1e-10, then floored 8 (i.e. 80 dB) below the
+    input's maximum and scaled as ``(x + 4) / 4``. The floor makes the features depend on the whole
+    input's peak: encode audio in fixed chunks so that a frame sees the same input every time.
+
+    Args:
+        wav: ``[..., N]`` float samples of 16 kHz audio, N > 200.
+    Returns:
+        ``[..., N // 160, 80]`` float32 (4 frames per animation frame, as :func:`log_mel`).
+    """
+    x = _as_float_tensor(wav).float()
+    *batch, n = x.shape
+    if n <= WHISPER_N_FFT // 2:
+        raise ValueError(f"whisper_log_mel needs more than {WHISPER_N_FFT // 2} samples, got {n}")
+    window, filterbank = _whisper_tables(str(x.device))
+    spec = torch.stft(x.reshape(-1, n), WHISPER_N_FFT, HOP_LENGTH, window=window, center=True,
+                      pad_mode="reflect", return_complex=True)  # [B, 201, n // 160 + 1]
+    power = torch.view_as_real(spec[..., : n // HOP_LENGTH]).square().sum(-1)  # [B, 201, n // 160]
+    mel = torch.log10((power.transpose(1, 2) @ filterbank).clamp(min=1e-10))  # [B, n // 160, 80]
+    mel = torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - 8.0)
+    return ((mel + 4.0) / 4.0).reshape(*batch, n // HOP_LENGTH, N_MELS)
+
+
 class LogMel(nn.Module):
     """:func:`log_mel` as a module; window and filterbank are non-persistent buffers (not saved)."""
 

@@ -25,6 +25,8 @@ phonetic    :class:`PhoneticEncoder`: pocketsphinx phone recognition as smoothed
             :data:`~thunder3d.audio.phones.PHONES`; frozen, not differentiable, slow-ish.
 hybrid      :class:`HybridEncoder`: the mel encoder plus a learned projection of the recognised phones
             (added); the phones carry what is speaker-independent, the mel what they miss.
+whisper     :class:`WhisperEncoder`: OpenAI's Whisper encoder pretrained on human speech (weights from a
+            pinned pip package, :mod:`thunder3d.models.whisper`), frozen by default, with a learned head.
 ==========  ============================================================================================
 
 Encoders that read recognised phones (``uses_phones``: ``phonetic``, ``hybrid``) also take them
@@ -63,7 +65,7 @@ from thunder3d.audio.phones import NUM_PHONES
 from thunder3d.constants import MELS_PER_FRAME, N_MELS, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioEncoderError, AudioError
 
-ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic", "hybrid")
+ENCODER_KINDS = ("mel", "wav2vec2", "hubert", "phonetic", "hybrid", "whisper")
 """Valid ``kind`` values of :func:`build_audio_encoder`."""
 
 HF_KINDS = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
@@ -632,10 +634,117 @@ class HybridEncoder(MelEncoder):
         return mel + self.phone_proj(self._options["phone_scale"] * post)
 
 
+# --------------------------------------------------------------------------- Whisper
+def chunk_plan(frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+    """``(start, end, lo, hi)`` per chunk: frames ``[start, end)`` are encoded from the audio of frames
+    ``[lo, hi)`` (``context`` frames on each side where the input has them). Chunks start at multiples
+    of ``chunk`` from the input's start, so a frame's features depend only on the audio near it."""
+    plan = []
+    for start in range(0, frames, chunk):
+        end = min(start + chunk, frames)
+        plan.append((start, end, max(0, start - context), min(frames, end + context)))
+    return plan
+
+
+class WhisperEncoder(AudioEncoder):
+    """Whisper's pretrained encoder (:mod:`thunder3d.models.whisper`) with a learned head.
+
+    ``wav [B, N]`` -> Whisper log-mel -> the pretrained encoder (frozen unless ``trainable``) at
+    50 Hz ``[B, 2T, 384]`` -> the two frames of each animation frame stacked ``[B, T, 768]`` ->
+    LayerNorm -> ``layers`` x (Conv1d over time, ``kernel``, GELU, dropout; residual after the
+    first) -> Linear ``[B, T, out_dim]``.
+
+    Long inputs are encoded in chunks of ``chunk`` seconds with ``context`` seconds of audio on each
+    side (:func:`chunk_plan`), so that a frame's features never depend on audio far away, and the
+    same audio gives the same features whatever the length of the input around it.
+
+    Args:
+        out_dim, hidden, layers, kernel, dropout: the learned head (as :class:`MelEncoder`'s).
+        model: one of :data:`~thunder3d.models.whisper.WHISPER_PACKAGES`.
+        chunk, context: seconds (``chunk + 2 context <= 30``, Whisper's window).
+        trainable: fine-tune the pretrained encoder too (THUNDER-T); its weights then live in the
+            owner's ``state_dict``. Frozen (the default), they are loaded from the package and never
+            saved.
+    """
+
+    kind = "whisper"
+
+    def __init__(self, out_dim: int = 256, *, model: str = "tiny.en", hidden: int = 256, layers: int = 2,
+                 kernel: int = 3, dropout: float = 0.0, chunk: float = 8.0, context: float = 1.0,
+                 trainable: bool = False) -> None:
+        super().__init__()
+        from thunder3d.models.whisper import load_whisper_encoder
+
+        for name, value, minimum in (("out_dim", out_dim, 1), ("hidden", hidden, 1), ("layers", layers, 1),
+                                     ("kernel", kernel, 1)):
+            _check_int(name, value, minimum)
+        if kernel % 2 == 0 or not 0.0 <= dropout < 1.0:
+            raise AudioEncoderError(f"whisper head kernel must be odd and dropout in [0, 1), got {kernel}, {dropout}")
+        if not (0.04 <= chunk and 0.0 <= context and chunk + 2 * context <= 30.0):
+            raise AudioEncoderError(f"whisper chunk and context must satisfy chunk + 2 context <= 30 s, got "
+                                    f"{chunk}, {context}")
+        self._options = {"out_dim": out_dim, "model": model, "hidden": hidden, "layers": layers, "kernel": kernel,
+                         "dropout": float(dropout), "chunk": float(chunk), "context": float(context),
+                         "trainable": bool(trainable)}
+        backbone = load_whisper_encoder(model)
+        if trainable:
+            self.backbone = backbone
+        else:  # kept out of the parameters and the state_dict: loaded from the package, never saved
+            self._frozen = [backbone.requires_grad_(False)]
+        width = 2 * backbone.cfg.dim
+        self.norm = nn.LayerNorm(width)
+        widths = [width] + [hidden] * layers
+        self.convs = nn.ModuleList(
+            nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2) for c_in, c_out in itertools.pairwise(widths)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden, out_dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self._options["out_dim"]
+
+    @property
+    def frozen(self) -> bool:
+        return not self._options["trainable"]
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self._options}
+
+    def _backbone(self, device: torch.device) -> nn.Module:
+        if self._options["trainable"]:
+            return self.backbone
+        self._frozen[0] = self._frozen[0].to(device)
+        return self._frozen[0].eval()
+
+    def pretrained_features(self, wav: Tensor, frames: int) -> Tensor:
+        """``[B, N >= 640 T]`` -> the pretrained encoder's features, two per frame: ``[B, T, 768]``."""
+        from thunder3d.audio.features import whisper_log_mel
+
+        backbone = self._backbone(wav.device)
+        wav = pad_to_length(wav, frames * SAMPLES_PER_FRAME)
+        plan = chunk_plan(frames, max(1, round(self._options["chunk"] * 25)), round(self._options["context"] * 25))
+        parts = []
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            for start, end, lo, hi in plan:
+                audio = wav[:, lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]  # [B, 640 (hi - lo)]
+                feats = backbone(whisper_log_mel(audio))  # [B, 2 (hi - lo), D]
+                parts.append(feats[:, 2 * (start - lo): 2 * (end - lo)])
+        x = torch.cat(parts, dim=1)  # [B, 2T, D]
+        return x.reshape(x.shape[0], frames, 2 * x.shape[-1])
+
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
+        x = self.norm(self.pretrained_features(wav, frames)).transpose(1, 2)  # [B, 768, T]
+        for i, conv in enumerate(self.convs):
+            y = self.dropout(F.gelu(conv(x)))
+            x = y if i == 0 else x + y
+        return self.proj(x.transpose(1, 2))  # [B, T, out_dim]
+
+
 # --------------------------------------------------------------------------- factory
 _CLASSES: dict[str, type[AudioEncoder]] = {
     "mel": MelEncoder, "wav2vec2": HFSpeechEncoder, "hubert": HFSpeechEncoder, "phonetic": PhoneticEncoder,
-    "hybrid": HybridEncoder,
+    "hybrid": HybridEncoder, "whisper": WhisperEncoder,
 }
 
 
@@ -683,6 +792,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 __all__ = [
     "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "HybridEncoder",
-    "MelEncoder", "PhoneticEncoder", "build_audio_encoder", "check_pretrained_dir", "conv_geometry",
+    "MelEncoder", "PhoneticEncoder", "WhisperEncoder", "build_audio_encoder", "check_pretrained_dir", "chunk_plan",
+    "conv_geometry",
     "encoder_options", "normalize_waveform", "phone_posteriors", "recognized_labels", "target_frames",
 ]

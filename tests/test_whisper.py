@@ -1,0 +1,127 @@
+"""The Whisper encoder: the published front end, OpenAI's weights from the pinned package, the torch
+encoder against CTranslate2's own, rate, determinism, chunking, and clear errors."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from thunder3d.audio.features import whisper_log_mel
+from thunder3d.audio.tts import synthesize
+from thunder3d.errors import AudioEncoderError
+from thunder3d.models import whisper
+from thunder3d.models.encoders import WhisperEncoder, build_audio_encoder, chunk_plan
+from thunder3d.models.whisper import load_whisper_encoder, read_ctranslate2, whisper_model_file
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    text = ("The quick brown fox jumps over the lazy dog, and then he sleeps by the fire while rain falls on "
+            "the roof of the old mill by the river.")
+    return synthesize(text, voice="en-us", seed=3).wav.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> WhisperEncoder:
+    torch.manual_seed(0)
+    return build_audio_encoder({"kind": "whisper", "out_dim": 32, "hidden": 32}).eval()
+
+
+def test_front_end_is_whispers_formula(speech):
+    librosa = pytest.importorskip("librosa")
+    ours = whisper_log_mel(speech).numpy()
+    fb = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80)  # Whisper's filters
+    stft = torch.stft(torch.from_numpy(speech), 400, 160, window=torch.hann_window(400), return_complex=True)
+    log_spec = torch.from_numpy(fb) @ (stft[..., :-1].abs() ** 2)
+    log_spec = log_spec.clamp(min=1e-10).log10()
+    log_spec = (torch.maximum(log_spec, log_spec.max() - 8.0) + 4.0) / 4.0
+    assert ours.shape == (len(speech) // 160, 80)
+    np.testing.assert_allclose(ours, log_spec.T.numpy(), atol=1e-5)
+
+
+def test_torch_encoder_matches_ctranslate2(speech):
+    """The same weights through CTranslate2's own Whisper encoder (what the package was made for)."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    n = len(speech) // 640 * 640
+    mel = whisper_log_mel(speech[:n])  # [4T, 80]
+    with torch.no_grad():
+        ours = load_whisper_encoder()(mel[None])[0].numpy()  # [2T, 384]
+    model = ctranslate2.models.Whisper(str(whisper_model_file().parent), device="cpu", compute_type="float32")
+    theirs = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.numpy().T[None])),
+                                   to_cpu=True))[0]
+    assert ours.shape == theirs.shape == (n // 320, 384)
+    np.testing.assert_allclose(ours, theirs, atol=5e-4)
+
+
+def test_shape_rate_and_determinism(encoder, speech):
+    wav = torch.from_numpy(speech)
+    T = len(speech) // 640
+    with torch.no_grad():
+        feats = encoder.pretrained_features(wav[None], T)
+        out = encoder(wav[None])
+        again = encoder(wav[None])
+        padded = encoder(wav[None], T + 1)  # one frame more: zero-padded audio
+    assert feats.shape == (1, T, 768) and out.shape == (1, T, 32)
+    assert torch.equal(out, again) and padded.shape == (1, T + 1, 32)
+    assert encoder.frozen and not any(k.startswith(("backbone", "_frozen")) for k in encoder.state_dict())
+
+
+def test_features_do_not_depend_on_the_length_around_them(encoder, speech):
+    """Chunks start at fixed frames: the first chunk sees the same audio in a long and a short input."""
+    wav = torch.from_numpy(np.concatenate([speech, speech, speech]))  # long enough for three 8 s chunks
+    T = len(wav) // 640
+    plan = chunk_plan(T, 200, 25)
+    assert plan[0] == (0, 200, 0, 225) and plan[1][:3] == (200, 400, 175) and plan[-1][1] == T
+    with torch.no_grad():
+        whole = encoder.pretrained_features(wav[None], T)
+        prefix = encoder.pretrained_features(wav[None, : 225 * 640], 225)
+        window = encoder.pretrained_features(wav[None, 175 * 640: 425 * 640], 250)
+    assert torch.equal(whole[:, :200], prefix[:, :200])
+    # a window cut at another place encodes other chunks: close, not equal (Whisper attends globally)
+    cos = torch.nn.functional.cosine_similarity(whole[0, 200:400], window[0, 25:225], dim=-1)
+    assert 0.8 < float(cos.mean()) < 1.0
+
+
+def test_frozen_backbone_gets_no_gradient_but_the_head_does(encoder, speech):
+    enc = build_audio_encoder({"kind": "whisper", "out_dim": 8, "hidden": 8, "layers": 1}).train()
+    wav = torch.from_numpy(speech[: 64000]).requires_grad_(False)
+    enc(wav[None]).square().mean().backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in enc.parameters())
+    assert all(p.grad is None for p in enc._frozen[0].parameters())
+    trainable = build_audio_encoder({"kind": "whisper", "out_dim": 8, "hidden": 8, "layers": 1, "trainable": True})
+    trainable(wav[None]).square().mean().backward()
+    assert float(trainable.backbone.blocks[0].qkv.weight.grad.abs().sum()) > 0
+    assert any(k.startswith("backbone.") for k in trainable.state_dict())
+
+
+def test_config_round_trip(encoder):
+    again = build_audio_encoder(encoder.config())
+    assert again.config() == encoder.config() and again.out_dim == 32
+
+
+def test_bad_options_and_missing_or_wrong_weights_are_clear(tmp_path, monkeypatch):
+    with pytest.raises(AudioEncoderError, match="chunk \\+ 2 context <= 30"):
+        build_audio_encoder({"kind": "whisper", "chunk": 29.0, "context": 1.0})
+    with pytest.raises(AudioEncoderError, match="unknown Whisper encoder 'large'; valid: tiny.en"):
+        build_audio_encoder({"kind": "whisper", "model": "large"})
+    real = whisper.WHISPER_PACKAGES["tiny.en"]
+    monkeypatch.setitem(whisper.WHISPER_PACKAGES, "tiny.en", whisper.WhisperPackage(
+        "thunder3d_no_such_package", "9.9", real.path, real.sha256, real.dims))
+    with pytest.raises(AudioEncoderError, match="not installed: pip install thunder3d-no-such-package==9.9"):
+        whisper_model_file("tiny.en")
+    monkeypatch.setitem(whisper.WHISPER_PACKAGES, "tiny.en", whisper.WhisperPackage(
+        real.package, real.version, real.path, "0" * 64, real.dims))
+    with pytest.raises(AudioEncoderError, match="not the pinned Whisper tiny.en model"):
+        whisper_model_file("tiny.en")
+    monkeypatch.setitem(whisper.WHISPER_PACKAGES, "tiny.en", real)
+    truncated = tmp_path / "model.bin"
+    with open(whisper_model_file(), "rb") as src:
+        truncated.write_bytes(src.read(100_000))
+    with pytest.raises(AudioEncoderError, match="not a readable CTranslate2 model file|do not fit"):
+        load_whisper_encoder(path=truncated)
+    other = tmp_path / "other.bin"
+    shutil.copy(whisper_model_file(), other)
+    assert set(read_ctranslate2(other, "encoder/")) >= {"conv1/weight", "layer_3/ffn/linear_1/weight"}
