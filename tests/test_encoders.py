@@ -164,8 +164,8 @@ def test_mel_augmentation_acts_only_in_training_and_is_stored_only_when_set():
 
 # --------------------------------------------------------------------------- factory errors
 def test_unknown_kind_and_options():
-    with pytest.raises(AudioEncoderError, match="valid: .*'mel'.*'wav2vec2'.*'hubert'.*'phonetic'"):
-        build_audio_encoder({"kind": "whisper"})
+    with pytest.raises(AudioEncoderError, match="valid: .*'mel'.*'wav2vec2'.*'hubert'.*'phonetic'.*'whisper'"):
+        build_audio_encoder({"kind": "whisperx"})
     with pytest.raises(AudioEncoderError, match=r"unknown option\(s\) \['hiden'\].*'hidden'"):
         build_audio_encoder({"kind": "mel", "hiden": 3})
     with pytest.raises(AudioEncoderError, match="odd"):
@@ -173,7 +173,7 @@ def test_unknown_kind_and_options():
     with pytest.raises(AudioEncoderError, match="needs 'path'"):
         build_audio_encoder({"kind": "hubert"})
     assert issubclass(AudioEncoderError, AudioError) and issubclass(AudioError, ThunderError)
-    assert ENCODER_KINDS == ("mel", "wav2vec2", "hubert", "phonetic", "hybrid")
+    assert ENCODER_KINDS == ("mel", "wav2vec2", "hubert", "phonetic", "hybrid", "whisper")
 
 
 # --------------------------------------------------------------------------- wav2vec2 / HuBERT
