@@ -45,6 +45,7 @@ _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_SENTENCE, _EVENT_END = 0, 1, 2, 5
 _EVENT_PHONEME = 7
 _EVENT_SAMPLERATE = 8
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes: IPA output
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 _EE_OK = 0
 
@@ -102,6 +103,8 @@ class Utterance:
         phones: ARPAbet phones covering ``[0, duration]`` without gaps (``SIL`` for pauses).
         words: the spoken words with their start/end (pauses excluded).
         espeak_phonemes: the raw ``(start seconds, mnemonic)`` events, for inspection.
+        token_times: ``(symbol, start, end)`` seconds of a neural TTS's own phoneme durations
+            (:mod:`.kokoro`), a check of the aligned phones.
     """
 
     wav: np.ndarray
@@ -114,6 +117,7 @@ class Utterance:
     pitch: int
     pitch_range: int
     espeak_phonemes: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    token_times: list[tuple[str, float, float]] = field(default_factory=list, repr=False)
 
     @property
     def duration(self) -> float:
@@ -191,6 +195,8 @@ class _Espeak:
         lib.espeak_ng_SetRandSeed.restype = None
         lib.espeak_Terminate.argtypes = []
         lib.espeak_Terminate.restype = ctypes.c_int
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.data_path = espeakng_loader.get_data_path()
         sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(),
                                    _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
@@ -213,6 +219,20 @@ class _Espeak:
                 out.append((language.lower(), v.identifier.decode(), v.name.decode()))
                 i += 1
             return out
+
+    def ipa(self, text: str, voice_id: str) -> list[str]:
+        """The IPA of each clause of ``text`` as the voice would speak it (stress marks included)."""
+        with self.lock:
+            self.reload()
+            if self.lib.espeak_SetVoiceByName(voice_id.encode()) != _EE_OK:
+                raise AudioError(f"espeak-ng could not load voice {voice_id!r}")
+            buf = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+            pointer = ctypes.c_void_p(ctypes.addressof(buf))
+            clauses = []
+            while pointer.value:  # one clause per call; the pointer moves on, NULL at the end
+                out = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA)
+                clauses.append((out or b"").decode("utf-8", "replace"))
+            return clauses
 
     def synth(self, text: str, voice_id: str, rate: int, pitch: int, pitch_range: int, seed: int
               ) -> tuple[np.ndarray, list[tuple[int, int, int, int, object]], int]:
@@ -309,6 +329,14 @@ def _check_range(name: str, value: int, bounds: tuple[int, int]) -> int:
             bounds[0] <= value <= bounds[1]):
         raise AudioError(f"{name} must be an integer in [{bounds[0]}, {bounds[1]}], got {value!r}")
     return int(value)
+
+
+def phonemize(text: str, voice: str = "en-us") -> list[str]:
+    """The IPA espeak-ng gives ``text`` with ``voice`` (an espeak language voice), one string per
+    clause, words separated by spaces, stress marks (``ˈ ˌ``) and lengths (``ː``) included."""
+    if not text.strip():
+        return []
+    return [c for c in _ESPEAK.ipa(text, resolve_voice(voice)[0]) if c.strip()]
 
 
 def synthesize(text: str, voice: str = "en-us", *, rate: int = 175, pitch: int = 50,

@@ -66,7 +66,8 @@ def register(sub) -> None:
     add_output(p, "corpus folder (resumable: more hours with the same seed extend it)", required=True)
     opt(p, "--hours", 1.0, "hours of speech")
     opt(p, "--workers", 2, "worker processes")
-    opt(p, "--voices", None, "comma-separated espeak accents and/or festival:VOICE[@train|val|test] (default English)")
+    opt(p, "--voices", None, "comma-separated espeak accents, festival:VOICE and kokoro:VOICE (blends: kokoro:A+B), "
+        "each optionally @train|val|test (default: every English espeak accent)")
     opt(p, "--no-augment", False, "clean speech (no noise/reverb/EQ/speed)")
     add_common(p, progress=True)
     p.set_defaults(func=cmd_data_synth)

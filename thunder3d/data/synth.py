@@ -4,8 +4,8 @@
 :mod:`thunder3d.data.clip` (``<id>.wav`` + ``<id>.npz`` per clip, ``manifest.jsonl``,
 and ``synth.json`` with the settings it was made with). Each clip is made in five steps:
 
-1. **speech**: a :class:`VoiceSource` speaks the clip's text (espeak-ng by default; festival as an
-   optional, more natural source) and gives phone and word timings;
+1. **speech**: a :class:`VoiceSource` speaks the clip's text (espeak-ng by default; festival and the
+   neural Kokoro voices, ``kokoro:VOICE``, as more natural sources) and gives phone and word timings;
 2. **augmentation** (:func:`thunder3d.audio.augment.augment`): noise, EQ, reverb, speed,
    band-limit, level; a speed change rescales the phone and word times by the returned factor;
 3. **articulation** (:func:`~thunder3d.data.articulation.articulate`) with the speaker's
@@ -237,7 +237,32 @@ class FestivalSource:
                          pitch_range=pitch_range)
 
 
-SOURCES: dict[str, VoiceSource] = {"espeak": EspeakSource(), "festival": FestivalSource()}
+class KokoroSource:
+    """Kokoro-82M (:mod:`thunder3d.audio.kokoro`): neural voices trained on human recordings, speaking
+    English from espeak-ng phonemes; phone timings by forced alignment. Voices are the voicepacks
+    and every blend of two (``jf_alpha+jm_kumo``); the rate sets Kokoro's speed (175 wpm = 1),
+    pitch is the voice's own."""
+
+    name = "kokoro"
+
+    def available(self) -> bool:
+        from thunder3d.audio import kokoro
+
+        return kokoro.available()
+
+    def voices(self) -> list[str]:
+        from thunder3d.audio.kokoro import VOICES
+
+        return [*VOICES, *(f"{a}+{b}" for i, a in enumerate(VOICES) for b in VOICES[i + 1:])]
+
+    def synthesize(self, text: str, voice: str, *, rate: int = 175, pitch: int = 50, pitch_range: int = 50):
+        from thunder3d.audio import kokoro
+
+        return kokoro.synthesize(text, voice, speed=float(np.clip(rate / 175.0, 0.5, 2.0)))
+
+
+SOURCES: dict[str, VoiceSource] = {"espeak": EspeakSource(), "festival": FestivalSource(),
+                                   "kokoro": KokoroSource()}
 
 
 def _source_of(voice: str) -> tuple[VoiceSource, str]:
@@ -319,8 +344,8 @@ def plan_speakers(seed: int, voices: Sequence[str] | None = None) -> tuple[Speak
 
     espeak variants (timbres) are partitioned between the splits, so held-out speakers differ in
     timbre from every training speaker, whatever their accent. Accents (base voices) are spread
-    over all splits. Festival voices (named ``festival:VOICE`` in ``voices``) each give
-    :data:`FESTIVAL_SPEAKERS_PER_VOICE` speakers; ``festival:VOICE@SPLIT`` binds a voice to a
+    over all splits. Voices of the other engines (``festival:VOICE``, ``kokoro:VOICE`` in ``voices``) each
+    give :data:`FESTIVAL_SPEAKERS_PER_VOICE` speakers; ``festival:VOICE@SPLIT`` binds a voice to a
     split, and in sorted order the other voices go first to train, then test, then val, the rest
     to train.
     """
