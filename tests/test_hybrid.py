@@ -292,9 +292,9 @@ def test_clean_phones_replace_the_heard_ones_in_training(heard_corpus):
     seen = []
     encode = model.audio_encoder.forward
 
-    def spy(wav, num_frames=None, phones=None):
+    def spy(wav, num_frames=None, phones=None, pretrained=None):
         seen.append(phones.clone())
-        return encode(wav, num_frames, phones)
+        return encode(wav, num_frames, phones, pretrained)
 
     model.audio_encoder.forward = spy
     batch = collate([task.train_dataset()[i] for i in range(2)])

@@ -76,7 +76,7 @@ def test_whisper_understands_it(utterances):
     ctranslate2 = pytest.importorskip("ctranslate2")
     tokenizers = pytest.importorskip("tokenizers")
     from thunder3d.audio.features import whisper_log_mel
-    from thunder3d.models.whisper import whisper_model_file
+    from thunder3d.audio.whisper import whisper_model_file
 
     folder = str(whisper_model_file().parent)
     model = ctranslate2.models.Whisper(folder, device="cpu", compute_type="int8")

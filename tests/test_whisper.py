@@ -10,9 +10,10 @@ import torch
 from thunder3d.audio.features import whisper_log_mel
 from thunder3d.audio.tts import synthesize
 from thunder3d.errors import AudioEncoderError
-from thunder3d.models import whisper
-from thunder3d.models.encoders import WhisperEncoder, build_audio_encoder, chunk_plan
-from thunder3d.models.whisper import load_whisper_encoder, read_ctranslate2, whisper_model_file
+from thunder3d.audio import whisper
+from thunder3d.audio.whisper import fixed_chunks, whisper_features
+from thunder3d.models.encoders import WhisperEncoder, build_audio_encoder
+from thunder3d.audio.whisper import load_whisper_encoder, read_ctranslate2, whisper_model_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,14 +67,17 @@ def test_shape_rate_and_determinism(encoder, speech):
         padded = encoder(wav[None], T + 1)  # one frame more: zero-padded audio
     assert feats.shape == (1, T, 768) and out.shape == (1, T, 32)
     assert torch.equal(out, again) and padded.shape == (1, T + 1, 32)
-    assert encoder.frozen and not any(k.startswith(("backbone", "_frozen")) for k in encoder.state_dict())
+    assert encoder.frozen and not any(k.startswith("backbone") for k in encoder.state_dict())
+    with torch.no_grad():  # the same with the features given precomputed (what training reads from its cache)
+        given = encoder(wav[None], pretrained=whisper_features(wav, T)[None].half())
+    assert torch.allclose(given, out, atol=2e-2) and encoder.uses_pretrained
 
 
 def test_features_do_not_depend_on_the_length_around_them(encoder, speech):
     """Chunks start at fixed frames: the first chunk sees the same audio in a long and a short input."""
     wav = torch.from_numpy(np.concatenate([speech, speech, speech]))  # long enough for three 8 s chunks
     T = len(wav) // 640
-    plan = chunk_plan(T, 200, 25)
+    plan = fixed_chunks(T, 200, 25)
     assert plan[0] == (0, 200, 0, 225) and plan[1][:3] == (200, 400, 175) and plan[-1][1] == T
     with torch.no_grad():
         whole = encoder.pretrained_features(wav[None], T)
@@ -90,7 +94,9 @@ def test_frozen_backbone_gets_no_gradient_but_the_head_does(encoder, speech):
     wav = torch.from_numpy(speech[: 64000]).requires_grad_(False)
     enc(wav[None]).square().mean().backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in enc.parameters())
-    assert all(p.grad is None for p in enc._frozen[0].parameters())
+    from thunder3d.audio.whisper import shared_encoder
+
+    assert all(p.grad is None for p in shared_encoder().parameters())
     trainable = build_audio_encoder({"kind": "whisper", "out_dim": 8, "hidden": 8, "layers": 1, "trainable": True})
     trainable(wav[None]).square().mean().backward()
     assert float(trainable.backbone.blocks[0].qkv.weight.grad.abs().sum()) > 0
@@ -125,3 +131,45 @@ def test_bad_options_and_missing_or_wrong_weights_are_clear(tmp_path, monkeypatc
     other = tmp_path / "other.bin"
     shutil.copy(whisper_model_file(), other)
     assert set(read_ctranslate2(other, "encoder/")) >= {"conv1/weight", "layer_3/ffn/linear_1/weight"}
+
+
+@pytest.mark.slow
+def test_cached_features_train_and_sample_a_whisper_talker(tiny_corpus, tmp_path, capsys):
+    """The corpus cache, the dataset windows, training through the CLI and sampling any length."""
+    from thunder3d.checkpoints import load_talker
+    from thunder3d.cli import main
+    from thunder3d.data.clip import load_clip
+    from thunder3d.data.dataset import ClipDataset, collate
+    from thunder3d.data.pretrained import cache_pretrained, pretrained_dir, read_pretrained
+    from thunder3d.errors import DataError
+    from thunder3d.inference import generate
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    with pytest.raises(DataError, match="run `thunder3d data features"):
+        ClipDataset(corpus, "train", 2.0, pretrained="whisper-tiny.en")
+    run = tmp_path / "run"
+    train = ["train", "talker", "--corpus", str(corpus), "-o", str(run), "--audio", "whisper", "--steps", "2",
+             "--batch-size", "2", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "2", "--eval-every", "2",
+             "--save-every", "2", "--warmup", "1", "--eval-windows", "2", "--eval-steps", "2", "--audio-dim", "16",
+             "--no-progress"]
+    assert main(train) == 2 and "thunder3d data features" in capsys.readouterr().err
+    assert main(["data", "features", str(corpus), "--no-progress"]) == 0
+    report = cache_pretrained(corpus)  # resumable: nothing left to do
+    assert not report.written and report.skipped == 6 and (pretrained_dir(corpus) / "config.json").is_file()
+
+    clip = load_clip(corpus, "syn000000")
+    cached = read_pretrained(corpus, clip.id, clip.num_frames)
+    fresh = whisper_features(clip.audio, clip.num_frames).numpy()
+    assert cached.dtype == np.float16 and cached.shape == (clip.num_frames, 768)
+    np.testing.assert_allclose(cached, fresh, atol=2e-2)
+    batch = collate([ClipDataset(corpus, "train", 2.0, pretrained="whisper-tiny.en")[i] for i in range(2)])
+    assert batch["pretrained"].shape == (2, 50, 768) and batch["pretrained"].dtype == torch.float32
+
+    assert main(train) == 0
+    model, *_ = load_talker(run)
+    assert model.uses_pretrained and not any(k.startswith("audio_encoder.backbone") for k in model.state_dict())
+    speech = np.concatenate([clip.audio] * 3)  # longer than a window: whole-input features, sliced
+    a = generate(model, speech, steps=2, seed=1)
+    b = generate(model, speech, steps=2, seed=1)
+    assert a.shape == (1, -(-speech.size // 640), 52) and np.isfinite(a).all() and np.array_equal(a, b)

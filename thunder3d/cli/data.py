@@ -42,6 +42,15 @@ def cmd_data_recognize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_features(args: argparse.Namespace) -> int:
+    from thunder3d.data.pretrained import cache_pretrained, pretrained_dir
+
+    report = cache_pretrained(args.corpus, args.split, name=args.name, overwrite=args.overwrite,
+                              progress=not args.no_progress)
+    print(f"{report.summary()} -> {pretrained_dir(args.corpus, args.name)}")
+    return 0
+
+
 def cmd_data_from_audio(args: argparse.Namespace) -> int:
     from thunder3d.data.real import from_audio
 
@@ -61,7 +70,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     data = sub.add_parser("data", help="make, import and align talking-head corpora")
     commands = data.add_subparsers(dest="data_command", required=True,
-                                   metavar="{synth,align,recognize,from-audio,import}")
+                                   metavar="{synth,align,recognize,features,from-audio,import}")
     p = commands.add_parser("synth", help="generate the synthetic audio-visual corpus (TTS + articulation)")
     add_output(p, "corpus folder (resumable: more hours with the same seed extend it)", required=True)
     opt(p, "--hours", 1.0, "hours of speech")
@@ -87,6 +96,15 @@ def register(sub) -> None:
     opt(p, "--overwrite", False, "recognise clips that already have phones again")
     add_common(p, progress=True)
     p.set_defaults(func=cmd_data_recognize)
+
+    p = commands.add_parser("features", help="compute frozen pretrained speech features of every clip once (the "
+                                             "whisper audio encoder) -> CORPUS/features-NAME/")
+    p.add_argument("corpus", type=Path, help="corpus folder")
+    opt(p, "--split", None, "only this split (default: all)", choices=("train", "val", "test"))
+    opt(p, "--name", "whisper-tiny.en", "which features: whisper-MODEL")
+    opt(p, "--overwrite", False, "compute clips that already have features again")
+    add_common(p, progress=True)
+    p.set_defaults(func=cmd_data_features)
 
     p = commands.add_parser("from-audio", help="recordings (+ <name>.txt transcripts) -> pseudo-ground-truth clips")
     p.add_argument("src", type=Path, help="folder of recordings, searched recursively")

@@ -53,7 +53,7 @@ def cmd_train_m2s(args: argparse.Namespace) -> int:
 
 def audio_config(args: argparse.Namespace) -> dict:
     """The audio encoder config: the kind plus the options given (the encoder checks that they fit it)."""
-    audio = {"kind": args.audio, **({"out_dim": 128} if args.audio in ("mel", "hybrid") else {})}
+    audio = {"kind": args.audio, **({"out_dim": 128} if args.audio in ("mel", "hybrid", "whisper") else {})}
     for flag, key, default, _, _ in ENCODER:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value != default:
@@ -94,8 +94,9 @@ def register(sub) -> None:
     p = commands.add_parser("talker", help="train the speech-driven talking head (THUNDER diffusion or regressor)")
     add_config(p, TalkerData, TALKER_DATA, flags={"window_seconds": "--window"},
                helps={"m2s": "frozen M2S run for the THUNDER loss (its rig is the default rig)"})
-    opt(p, "--audio", "mel", "audio encoder: mel, hybrid (mel + recognised phones), phonetic, wav2vec2, hubert",
-        choices=("mel", "hybrid", "phonetic", "wav2vec2", "hubert"))
+    opt(p, "--audio", "mel", "audio encoder: mel, hybrid (mel + recognised phones), whisper (pretrained; run `data "
+        "features` first), phonetic, wav2vec2, hubert", choices=("mel", "hybrid", "whisper", "phonetic", "wav2vec2",
+                                                                 "hubert"))
     for flag, _, default, text, kind in ENCODER:
         opt(p, flag, default, text, **({"type": kind} if kind and default is None else {}))
     opt(p, "--oversample", None, "clips whose voice starts with VOICE_PREFIX count K times per epoch (repeatable)",

@@ -8,6 +8,8 @@
                                    frame centre), -100 for clips without phones and padding
     heard      [W]       int64     only with ``recognized=True``: the phones pocketsphinx
                                    recognises in the clip (:mod:`.recognized`), -100 padding
+    pretrained [W, F]    float32   only with ``pretrained=NAME``: the clip's cached frozen
+                                   features (:mod:`.pretrained`, e.g. Whisper's), zero padding
     mask       [W]       bool      True on real frames
     emotion    []        int64     index into EMOTIONS, -1 if none
     intensity  []        int64     emotion intensity, 0 if none
@@ -47,6 +49,7 @@ from thunder3d.data.clip import (
     read_clip_npz,
     read_manifest,
 )
+from thunder3d.data.pretrained import pretrained_path, read_pretrained
 from thunder3d.data.recognized import read_recognized, recognized_path
 
 PAD_PHONE = -100
@@ -176,6 +179,7 @@ class _Motion:
     coeffs: np.ndarray  # [T, C] float32, selected (and normalised) columns
     phones: np.ndarray  # [T] int64
     heard: np.ndarray | None  # [T] int64 recognised phones, with recognized=True
+    pretrained: np.ndarray | None  # [T, F] float16 cached pretrained features, with pretrained=NAME
     emotion: int
     intensity: int
     style: int
@@ -219,6 +223,9 @@ class ClipDataset(torch.utils.data.Dataset):
             (:func:`~thunder3d.data.recognized.read_recognized`; a clip without them is a
             :class:`DataError` naming ``thunder3d data recognize``).
         recognizer: which recogniser's cache ``heard`` comes from (``"phones"`` or ``"words"``).
+        pretrained: also return ``pretrained``, the cached frozen features of that name
+            (:func:`~thunder3d.data.pretrained.read_pretrained`, e.g. ``"whisper-tiny.en"``; a clip
+            without them is a :class:`DataError` naming ``thunder3d data features``).
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
@@ -226,7 +233,7 @@ class ClipDataset(torch.utils.data.Dataset):
                  windows_per_epoch: int | None = None, normalizer: Normalizer | None = None, *,
                  cache_audio: bool = True, styles: Sequence[str] | None = None,
                  oversample: Mapping[str, int] | None = None, recognized: bool = False,
-                 recognizer: str = "phones") -> None:
+                 recognizer: str = "phones", pretrained: str | None = None) -> None:
         window_seconds = float(window_seconds)
         if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
             raise DataError(f"window_seconds must be between {MIN_WINDOW_SECONDS:g} and "
@@ -251,6 +258,13 @@ class ClipDataset(torch.utils.data.Dataset):
                 raise DataError(f"{len(missing)} of {len(self.ids)} {split} clips (e.g. {missing[0]!r}) "
                                 "have no recognised phones, which this audio encoder reads: run "
                                 f"`thunder3d data recognize {self.root}{flag}` once")
+        self.pretrained = pretrained
+        if pretrained is not None:
+            missing = [cid for cid in self.ids if not pretrained_path(self.root, cid, pretrained).is_file()]
+            if missing:
+                raise DataError(f"{len(missing)} of {len(self.ids)} {split} clips (e.g. {missing[0]!r}) have no cached "
+                                f"{pretrained} features, which this audio encoder reads: run `thunder3d data features "
+                                f"{self.root}` once")
         self.styles = tuple(styles) if styles is not None else style_vocabulary(self.root)
         self._style_index = {s: i for i, s in enumerate(self.styles)}
         if rig_coeff_names is not None:
@@ -351,6 +365,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 coeffs=coeffs,
                 phones=labels.astype(np.int64),
                 heard=read_recognized(self.root, cid, num, self.recognizer) if self.recognized else None,
+                pretrained=(read_pretrained(self.root, cid, num, self.pretrained) if self.pretrained else None),
                 emotion=EMOTIONS.index(emotion) if emotion in EMOTIONS else -1,
                 intensity=int(fields.get("intensity") or 0),
                 style=self._style_index.get(fields.get("style"), -1),
@@ -403,6 +418,8 @@ class ClipDataset(torch.utils.data.Dataset):
         }
         if motion.heard is not None:
             item["heard"] = torch.from_numpy(motion.heard[start:stop].copy())
+        if motion.pretrained is not None:
+            item["pretrained"] = torch.from_numpy(motion.pretrained[start:stop].astype(np.float32))
         return item
 
 
@@ -426,7 +443,7 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack items, padding to the longest: ``audio`` ``[B, W*640]``, ``coeffs`` ``[B, W, C]``,
     ``phones`` ``[B, W]`` (-100 padding), ``mask`` ``[B, W]`` (False padding), ``emotion``,
     ``intensity``, ``style``, ``start`` ``[B]``, ``id`` list of str; ``heard`` ``[B, W]`` (-100
-    padding) when every item has it."""
+    padding) and ``pretrained`` ``[B, W, F]`` (zero padding) when every item has them."""
     if not batch:
         raise DataError("collate: empty batch")
     frames = max(int(item["coeffs"].shape[0]) for item in batch)
@@ -438,6 +455,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     mask = torch.zeros(size, frames, dtype=torch.bool)
     heard = (torch.full((size, frames), PAD_PHONE, dtype=torch.long)
              if all("heard" in item for item in batch) else None)
+    pretrained = (torch.zeros(size, frames, batch[0]["pretrained"].shape[1])
+                  if all("pretrained" in item for item in batch) else None)
     for b, item in enumerate(batch):
         n = int(item["coeffs"].shape[0])
         if item["coeffs"].shape[1] != num_coeffs:
@@ -449,6 +468,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         mask[b, :n] = item["mask"]
         if heard is not None:
             heard[b, :n] = item["heard"]
+        if pretrained is not None:
+            pretrained[b, :n] = item["pretrained"]
     out = {
         "audio": audio, "coeffs": coeffs, "phones": phones, "mask": mask,
         "emotion": torch.stack([torch.as_tensor(i["emotion"]) for i in batch]).long(),
@@ -459,6 +480,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
     if heard is not None:
         out["heard"] = heard
+    if pretrained is not None:
+        out["pretrained"] = pretrained
     return out
 
 

@@ -23,7 +23,9 @@ themselves plus ``|difference| / (F + 1)``.
 Audio features are computed per window from the window's audio plus ``context`` seconds on each
 side (cropped afterwards), so the encoder's receptive field sees the same audio for a frame in
 every window that contains it: no edge effects at seams (exactly so for encoders with a finite
-receptive field shorter than the context, like the default mel encoder). Encoders that read
+receptive field shorter than the context, like the default mel encoder). Frozen pretrained
+features (the ``whisper`` encoder) are computed for the whole input once, in the encoder's fixed
+chunks, and sliced per window, as training slices the corpus's cached ones. Encoders that read
 recognised phones (``hybrid``, ``phonetic``) get them from one recognition of the whole input
 (:func:`~thunder3d.audio.align.recognize_frame_labels`: 5 s chunks decoded by worker processes
 in parallel), sliced per window.
@@ -123,10 +125,12 @@ def _as_input(audio: Any, audio_dim: int) -> tuple[Tensor, bool]:
 
 
 def _window_features(model: TalkerModel, source: Tensor, is_features: bool, total: int, start: int,
-                     end: int, context: int, device: torch.device, phones: Tensor | None = None) -> Tensor:
+                     end: int, context: int, device: torch.device, phones: Tensor | None = None,
+                     pretrained: Tensor | None = None) -> Tensor:
     """Features ``[1, end - start, D_a]`` of frames ``[start, end)``, computed with ``context``
     frames of audio on each side where the sequence has them (``phones [total]``: the recognised
-    phones of the whole input, for encoders that read them)."""
+    phones of the whole input, for encoders that read them; ``pretrained [total, F]``: its frozen
+    features, for encoders that take them)."""
     if is_features:
         return source[start:end].to(device)[None]
     lo, hi = max(0, start - context), min(total, end + context)
@@ -135,7 +139,8 @@ def _window_features(model: TalkerModel, source: Tensor, is_features: bool, tota
     if wav.shape[0] < need:  # the last partial frame: zero-padded
         wav = torch.nn.functional.pad(wav, (0, need - wav.shape[0]))
     labels = None if phones is None else phones[lo:hi].to(device)[None]
-    feats = model.encode_audio(wav.to(device)[None], hi - lo, labels)  # [1, hi - lo, D_a]
+    frozen = None if pretrained is None else pretrained[lo:hi].to(device)[None]
+    feats = model.encode_audio(wav.to(device)[None], hi - lo, labels, frozen)  # [1, hi - lo, D_a]
     return feats[:, start - lo: end - lo]
 
 
@@ -195,6 +200,9 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
 
         phones = torch.from_numpy(recognize_frame_labels(source.numpy(), total,
                                                          method=model.audio_encoder.recognizer))
+    pretrained = None  # frozen pretrained features: the whole input once, in the encoder's fixed chunks
+    if getattr(model, "uses_pretrained", False) and not is_features:
+        pretrained = model.audio_encoder.pretrained_features(source.to(device)[None], total)[0]  # [T, F]
     out = torch.zeros(samples, total, C)  # normalised, on the CPU
     generators = [torch.Generator().manual_seed(int(seed) + k) for k in range(samples)]
 
@@ -210,7 +218,7 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
         for win in plan:
             length = win.end - win.start
             feats = _window_features(model, source, is_features, total, win.start, win.end, ctx, device,
-                                     phones)
+                                     phones, pretrained)
             feats = feats.expand(samples, -1, -1)
             labels = {"emotion": torch.full((samples,), e, device=device),
                       "intensity": torch.full((samples,), i, device=device),

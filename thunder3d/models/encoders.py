@@ -26,7 +26,7 @@ phonetic    :class:`PhoneticEncoder`: pocketsphinx phone recognition as smoothed
 hybrid      :class:`HybridEncoder`: the mel encoder plus a learned projection of the recognised phones
             (added); the phones carry what is speaker-independent, the mel what they miss.
 whisper     :class:`WhisperEncoder`: OpenAI's Whisper encoder pretrained on human speech (weights from a
-            pinned pip package, :mod:`thunder3d.models.whisper`), frozen by default, with a learned head.
+            pinned pip package, :mod:`thunder3d.audio.whisper`), frozen by default, with a learned head.
 ==========  ============================================================================================
 
 Encoders that read recognised phones (``uses_phones``: ``phonetic``, ``hybrid``) also take them
@@ -127,6 +127,8 @@ class AudioEncoder(nn.Module):
 
     kind: str = ""
     uses_phones: bool = False
+    uses_pretrained: bool = False  # takes precomputed frozen features (``pretrained=``), see WhisperEncoder
+    pretrained_name: str = ""
     recognizer: str = "phones"  # how a uses_phones encoder recognises audio it gets without phones
     init_optional: tuple[str, ...] = ()
     """Submodules whose weights may be missing from a checkpoint this encoder's owner is
@@ -151,7 +153,8 @@ class AudioEncoder(nn.Module):
         optional ``[B, frames]`` phone labels) -> ``[B, frames, D]``."""
         raise NotImplementedError
 
-    def forward(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
+    def forward(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None,
+                pretrained: Tensor | None = None) -> Tensor:
         """Encode speech.
 
         Args:
@@ -160,6 +163,8 @@ class AudioEncoder(nn.Module):
                 frame (the audio is zero-padded, or its last partial frame is not used).
             phones: ``[B, T]`` (or ``[T]``) recognised phone indices for ``uses_phones`` encoders
                 (negative = ``SIL``); None: they recognise the audio themselves.
+            pretrained: ``[B, T, F]`` (or ``[T, F]``) precomputed frozen features for
+                ``uses_pretrained`` encoders; None: they compute them from ``wav``.
 
         Returns:
             ``[B, T, out_dim]`` (``[T, out_dim]`` for 1-D input); feature ``t`` covers samples
@@ -170,10 +175,19 @@ class AudioEncoder(nn.Module):
         frames = target_frames(wav.shape[-1], num_frames)
         if phones is not None:
             phones = self._check_phones(phones[None] if squeeze else phones, wav.shape[0], frames)
+        extra = {}
+        if pretrained is not None:
+            if not self.uses_pretrained:
+                raise AudioError(f"the {self.kind!r} audio encoder takes no precomputed features")
+            pretrained = pretrained[None] if squeeze else pretrained
+            if pretrained.ndim != 3 or tuple(pretrained.shape[:2]) != (wav.shape[0], frames):
+                raise AudioError(f"precomputed features must be [B, T, F] = [{wav.shape[0]}, {frames}, F], got "
+                                 f"{tuple(pretrained.shape)}")
+            extra["pretrained"] = pretrained
         if frames == 0:
             out = wav.new_zeros(wav.shape[0], 0, self.out_dim)
         else:
-            out = self.encode(pad_to_length(wav, frames * SAMPLES_PER_FRAME), frames, phones)
+            out = self.encode(pad_to_length(wav, frames * SAMPLES_PER_FRAME), frames, phones, **extra)
         return out[0] if squeeze else out
 
     def _check_phones(self, phones: Tensor, batch: int, frames: int) -> Tensor:
@@ -635,19 +649,8 @@ class HybridEncoder(MelEncoder):
 
 
 # --------------------------------------------------------------------------- Whisper
-def chunk_plan(frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
-    """``(start, end, lo, hi)`` per chunk: frames ``[start, end)`` are encoded from the audio of frames
-    ``[lo, hi)`` (``context`` frames on each side where the input has them). Chunks start at multiples
-    of ``chunk`` from the input's start, so a frame's features depend only on the audio near it."""
-    plan = []
-    for start in range(0, frames, chunk):
-        end = min(start + chunk, frames)
-        plan.append((start, end, max(0, start - context), min(frames, end + context)))
-    return plan
-
-
 class WhisperEncoder(AudioEncoder):
-    """Whisper's pretrained encoder (:mod:`thunder3d.models.whisper`) with a learned head.
+    """Whisper's pretrained encoder (:mod:`thunder3d.audio.whisper`) with a learned head.
 
     ``wav [B, N]`` -> Whisper log-mel -> the pretrained encoder (frozen unless ``trainable``) at
     50 Hz ``[B, 2T, 384]`` -> the two frames of each animation frame stacked ``[B, T, 768]`` ->
@@ -655,12 +658,14 @@ class WhisperEncoder(AudioEncoder):
     first) -> Linear ``[B, T, out_dim]``.
 
     Long inputs are encoded in chunks of ``chunk`` seconds with ``context`` seconds of audio on each
-    side (:func:`chunk_plan`), so that a frame's features never depend on audio far away, and the
-    same audio gives the same features whatever the length of the input around it.
+    side (:func:`~thunder3d.audio.whisper.fixed_chunks`), so that a frame's features never depend on
+    audio far away, and the same audio gives the same features whatever the length of the input
+    around it. Frozen (``uses_pretrained``), those features may also be given precomputed:
+    ``forward(wav, T, pretrained=[B, T, 768])`` (training reads them from the corpus's cache).
 
     Args:
         out_dim, hidden, layers, kernel, dropout: the learned head (as :class:`MelEncoder`'s).
-        model: one of :data:`~thunder3d.models.whisper.WHISPER_PACKAGES`.
+        model: one of :data:`~thunder3d.audio.whisper.WHISPER_PACKAGES`.
         chunk, context: seconds (``chunk + 2 context <= 30``, Whisper's window).
         trainable: fine-tune the pretrained encoder too (THUNDER-T); its weights then live in the
             owner's ``state_dict``. Frozen (the default), they are loaded from the package and never
@@ -673,7 +678,7 @@ class WhisperEncoder(AudioEncoder):
                  kernel: int = 3, dropout: float = 0.0, chunk: float = 8.0, context: float = 1.0,
                  trainable: bool = False) -> None:
         super().__init__()
-        from thunder3d.models.whisper import load_whisper_encoder
+        from thunder3d.audio.whisper import load_whisper_encoder, shared_encoder
 
         for name, value, minimum in (("out_dim", out_dim, 1), ("hidden", hidden, 1), ("layers", layers, 1),
                                      ("kernel", kernel, 1)):
@@ -686,12 +691,11 @@ class WhisperEncoder(AudioEncoder):
         self._options = {"out_dim": out_dim, "model": model, "hidden": hidden, "layers": layers, "kernel": kernel,
                          "dropout": float(dropout), "chunk": float(chunk), "context": float(context),
                          "trainable": bool(trainable)}
-        backbone = load_whisper_encoder(model)
-        if trainable:
-            self.backbone = backbone
-        else:  # kept out of the parameters and the state_dict: loaded from the package, never saved
-            self._frozen = [backbone.requires_grad_(False)]
-        width = 2 * backbone.cfg.dim
+        if trainable:  # its weights are trained and saved with the owner's
+            self.backbone = load_whisper_encoder(model)
+            width = 2 * self.backbone.cfg.dim
+        else:  # shared, frozen, out of the state_dict: loaded from the package, never saved
+            width = 2 * shared_encoder(model).cfg.dim
         self.norm = nn.LayerNorm(width)
         widths = [width] + [hidden] * layers
         self.convs = nn.ModuleList(
@@ -711,30 +715,29 @@ class WhisperEncoder(AudioEncoder):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, **self._options}
 
-    def _backbone(self, device: torch.device) -> nn.Module:
-        if self._options["trainable"]:
-            return self.backbone
-        self._frozen[0] = self._frozen[0].to(device)
-        return self._frozen[0].eval()
+    @property
+    def uses_pretrained(self) -> bool:
+        """Frozen, its pretrained features can be computed once per clip and cached (the corpus's
+        ``pretrained`` cache, :mod:`thunder3d.data.pretrained`) or per input (``generate``)."""
+        return self.frozen
+
+    @property
+    def pretrained_name(self) -> str:
+        """Name of the cache of its pretrained features (``whisper-tiny.en``)."""
+        return f"whisper-{self._options['model']}"
 
     def pretrained_features(self, wav: Tensor, frames: int) -> Tensor:
-        """``[B, N >= 640 T]`` -> the pretrained encoder's features, two per frame: ``[B, T, 768]``."""
-        from thunder3d.audio.features import whisper_log_mel
+        """``[B, N]`` -> the pretrained encoder's features, two per frame: ``[B, T, 768]``."""
+        from thunder3d.audio.whisper import whisper_features
 
-        backbone = self._backbone(wav.device)
-        wav = pad_to_length(wav, frames * SAMPLES_PER_FRAME)
-        plan = chunk_plan(frames, max(1, round(self._options["chunk"] * 25)), round(self._options["context"] * 25))
-        parts = []
-        with torch.no_grad() if self.frozen else contextlib.nullcontext():
-            for start, end, lo, hi in plan:
-                audio = wav[:, lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]  # [B, 640 (hi - lo)]
-                feats = backbone(whisper_log_mel(audio))  # [B, 2 (hi - lo), D]
-                parts.append(feats[:, 2 * (start - lo): 2 * (end - lo)])
-        x = torch.cat(parts, dim=1)  # [B, 2T, D]
-        return x.reshape(x.shape[0], frames, 2 * x.shape[-1])
+        return whisper_features(wav, frames, model=self._options["model"], chunk=self._options["chunk"],
+                                context=self._options["context"],
+                                encoder=self.backbone if self._options["trainable"] else None)
 
-    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
-        x = self.norm(self.pretrained_features(wav, frames)).transpose(1, 2)  # [B, 768, T]
+    def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None,
+               pretrained: Tensor | None = None) -> Tensor:
+        feats = self.pretrained_features(wav, frames) if pretrained is None else pretrained.to(wav.device, torch.float32)
+        x = self.norm(feats).transpose(1, 2)  # [B, 768, T]
         for i, conv in enumerate(self.convs):
             y = self.dropout(F.gelu(conv(x)))
             x = y if i == 0 else x + y
@@ -792,7 +795,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 __all__ = [
     "ENCODER_KINDS", "AudioEncoder", "AudioEncoderError", "HFSpeechEncoder", "HybridEncoder",
-    "MelEncoder", "PhoneticEncoder", "WhisperEncoder", "build_audio_encoder", "check_pretrained_dir", "chunk_plan",
+    "MelEncoder", "PhoneticEncoder", "WhisperEncoder", "build_audio_encoder", "check_pretrained_dir",
     "conv_geometry",
     "encoder_options", "normalize_waveform", "phone_posteriors", "recognized_labels", "target_frames",
 ]

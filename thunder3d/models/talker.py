@@ -114,14 +114,22 @@ class TalkerModel(nn.Module):
         """True when the audio encoder reads recognised phones (``phones=`` of :meth:`encode_audio`)."""
         return self.audio_encoder.uses_phones
 
-    def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None) -> Tensor:
+    @property
+    def uses_pretrained(self) -> bool:
+        """True when the audio encoder takes precomputed frozen features (``pretrained=``)."""
+        return self.audio_encoder.uses_pretrained
+
+    def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None,
+                     pretrained: Tensor | None = None) -> Tensor:
         """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``; ``phones [B, T]``:
-        recognised phone labels for encoders that read them (else they recognise the audio)."""
-        return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None)
+        recognised phone labels for encoders that read them (else they recognise the audio);
+        ``pretrained [B, T, F]``: precomputed frozen features for encoders that take them."""
+        return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None,
+                                  pretrained if self.uses_pretrained else None)
 
     def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
                 style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
-                phones: Tensor | None = None) -> Tensor:
+                phones: Tensor | None = None, pretrained: Tensor | None = None) -> Tensor:
         """The training forward pass (all trainable computation, so DDP synchronises it).
 
         Args:
@@ -130,11 +138,13 @@ class TalkerModel(nn.Module):
             emotion, intensity, style: ``[B]`` labels (see :class:`~thunder3d.models.denoiser.Denoiser`).
             x_t, t: ``[B, T, C]`` noisy normalised coefficients and ``[B]`` timesteps (denoiser only).
             phones: ``[B, T]`` recognised phones (the batch's ``heard``) for encoders that read them.
+            pretrained: ``[B, T, F]`` cached frozen features (the batch's ``pretrained``) for encoders
+                that take them.
         Returns:
             ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
             prediction), zero on padded frames.
         """
-        features = self.encode_audio(wav, mask.shape[1], phones)
+        features = self.encode_audio(wav, mask.shape[1], phones, pretrained)
         return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
 
     def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,

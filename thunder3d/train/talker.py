@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from thunder3d.audio.features import log_mel
 from thunder3d.checkpoints import load_m2s
+from thunder3d.data.clip import corpus_clips
 from thunder3d.data.dataset import (
     ClipDataset,
     Normalizer,
@@ -262,15 +263,21 @@ class TalkerTask(CorpusTask):
                             styles=self.styles)
         self.normalizer: Normalizer = compute_stats(probe)
         heard = encoder.uses_phones  # the recognised phones cached in the corpus
+        cached = {"recognized": heard, "recognizer": encoder.recognizer}
+        if encoder.uses_pretrained:  # the frozen features cached in the corpus (data features)
+            from thunder3d.data.pretrained import check_settings
+
+            cached["pretrained"] = encoder.pretrained_name
+            options = encoder.config()
+            check_settings(data.corpus, encoder.pretrained_name, {k: options[k] for k in ("model", "chunk", "context")})
         self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
-                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample,
-                                  recognized=heard, recognizer=encoder.recognizer)
+                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample, **cached)
         try:
-            val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names,
-                              normalizer=self.normalizer, styles=self.styles, recognized=heard,
-                              recognizer=encoder.recognizer)
+            has_val = bool(corpus_clips(data.corpus, "val"))
         except DataError:
-            val = None  # a corpus without a val split: no evaluation, no best/
+            has_val = False  # a corpus without a val split: no evaluation, no best/
+        val = ClipDataset(data.corpus, "val", data.window_seconds, rig_coeff_names=names, normalizer=self.normalizer,
+                          styles=self.styles, **cached) if has_val else None
         if val is not None and len(val) > data.eval_windows:
             val = torch.utils.data.Subset(val, range(data.eval_windows))
         self._val = val
@@ -345,12 +352,12 @@ class TalkerTask(CorpusTask):
             clean = torch.rand(B, device=heard.device) < self.data.clean_phone_prob  # [B]
             heard = torch.where(clean[:, None], batch["phones"], heard)
         if self.schedule is None:
-            x0_hat = model(batch["audio"], mask, **cond, phones=heard)
+            x0_hat = model(batch["audio"], mask, **cond, phones=heard, pretrained=batch.get("pretrained"))
         else:
             t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
             noise = torch.randn_like(coeffs)
             x_t = self.schedule.add_noise(coeffs, noise, t)
-            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard)
+            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"))
             x0_hat = self.schedule.pred_x0(out, x_t, t)
         d = self.data
         logs: dict[str, Tensor] = {}
@@ -438,7 +445,7 @@ class TalkerTask(CorpusTask):
             mask = batch["mask"]
             device = mask.device
             rig = rig.to(device)
-            features = model.encode_audio(batch["audio"], mask.shape[1], batch.get("heard"))
+            features = model.encode_audio(batch["audio"], mask.shape[1], batch.get("heard"), batch.get("pretrained"))
             preds = [self.denormalize(self.sample_normalised(model, features, batch, generator))
                      for _ in range(n_samples)]
             gt = self.denormalize(batch["coeffs"])

