@@ -132,3 +132,43 @@ def test_full_disk_is_one_line_and_leaves_no_partial_files(speech, tiny_disk):
     assert "Traceback" not in done.stderr
     leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers
+
+
+def test_usage_errors_name_the_command_and_the_new_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "m2s", "--corpus", "c", "-o", "run", "--bogus", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "thunder3d train m2s: error: unrecognized arguments: --bogus 1" in err
+    with pytest.raises(SystemExit):
+        main(["animate", "speech.wav"])
+    assert "required: -o/--output\n" in capsys.readouterr().err  # not the hidden --out
+    with pytest.raises(SystemExit):
+        main(["sample", "speech.wav"])
+    assert "thunder3d animate SPEECH -o FOLDER --format npz" in capsys.readouterr().err
+
+
+def test_paths_of_the_wrong_kind_are_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for args in (["rig", "show", "-o", str(tmp_path)], ["rig", "show", "-o", str(tmp_path / "afile" / "x.png")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("thunder3d: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["eval", "talker", "--ground-truth", "--corpus", str(tmp_path), "--clips", "-1"]) == 2
+    assert ">= 0" in capsys.readouterr().err
+
+
+def test_pack_never_replaces_what_is_not_a_checkpoint(tiny_talker, tmp_path, capsys):
+    victim = tmp_path / "notes"
+    victim.mkdir()
+    (victim / "todo.txt").write_text("keep me")
+    assert main(["pack", str(tiny_talker), "-o", str(victim)]) == 2
+    assert "not a checkpoint" in capsys.readouterr().err and (victim / "todo.txt").read_text() == "keep me"
+    copy = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(tiny_talker, copy)
+    assert main(["pack", str(copy), "-o", str(copy)]) == 2 and (copy / "best" / "model.safetensors").is_file()
+    packed = tmp_path / "packed"
+    assert main(["pack", str(copy), "-o", str(packed)]) == 0
+    assert main(["pack", str(copy), "-o", str(packed)]) == 0  # a checkpoint may be replaced
+    assert "best" in capsys.readouterr().out  # a run folder packs best/, what --model loads

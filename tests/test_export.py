@@ -254,7 +254,11 @@ def test_csv_clamps_to_the_livelink_range_and_npz_keeps_raw_values(rig, tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # values in range: no warning, written exactly
         inside = write_arkit_csv(tmp_path / "in.csv", np.clip(values, 0, 1), names=rig.coeff_names, fps=FPS)
+        near = np.clip(values, -0.03, 1.04)  # a model's small excursions: clamped quietly
+        near[2, 2], near[3, 3] = -0.03, 1.04
+        quiet_csv = write_arkit_csv(tmp_path / "near.csv", near, names=rig.coeff_names, fps=FPS)
     np.testing.assert_array_equal(read_livelink_csv(inside, fps=FPS).coeffs, np.clip(values, 0, 1))
+    np.testing.assert_array_equal(read_livelink_csv(quiet_csv, fps=FPS).coeffs, np.clip(near, 0, 1))
 
 
 def test_csv_from_an_avatar_layout_and_refusals(avatar_glb, flame_rig, coeffs, tmp_path):

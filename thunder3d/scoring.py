@@ -193,6 +193,8 @@ def select_clips(corpus: str | os.PathLike, split: str = "test", voice: str | No
                  limit: int = 0) -> list[str]:
     """Clip ids of ``split`` (``all`` for every split) whose manifest voice starts with ``voice``,
     the first ``limit`` of them (0 = all)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise EvalError(f"the number of clips must be >= 0 (0 = all), got {limit!r}")
     ids = corpus_clips(corpus, None if split == "all" else split)
     if voice:
         voices = {e["id"]: str(e.get("voice") or "") for e in read_manifest(corpus)}

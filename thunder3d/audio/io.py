@@ -22,6 +22,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -345,5 +346,7 @@ def save_audio(
     """
     wav = np.asarray(wav)
     _check_finite(wav, os.fspath(path))
+    if Path(path).suffix.lower().lstrip(".") not in {f.lower() for f in sf.available_formats()}:
+        raise AudioError(f"{path}: cannot tell the audio format from its extension; use .wav, .flac or .ogg")
     with atomic_path(path) as tmp:
         sf.write(tmp, wav, sr, subtype=subtype)

@@ -159,6 +159,8 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
         ``path`` as a :class:`~pathlib.Path`.
     """
     target = Path(path)
+    if target.exists() and not (target.is_dir() and (target / CONFIG_FILE).is_file()):
+        raise CheckpointError(f"{target} exists and is not a checkpoint: refusing to replace it (choose a new folder)")
     target.parent.mkdir(parents=True, exist_ok=True)
     config = dict(config)
     for reserved in ("format_version", "files"):
@@ -206,17 +208,22 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
 
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
                     note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
-    """An inference-only copy of a checkpoint (or of a run folder's ``last/``): ``dst/config.json`` +
-    ``dst/model.safetensors`` holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
+    """An inference-only copy of a checkpoint (or of a run folder's ``best/``, else ``last/``):
+    ``dst/config.json`` + ``dst/model.safetensors`` holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
     no training state. The config records where it came from (``packed_from``: source, step,
     weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
     guidance = (sampling or {}).get("guidance", 1.0)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
-    src = Path(src)
-    if (src / "last" / CONFIG_FILE).is_file() and not (src / CONFIG_FILE).is_file():
-        src = src / "last"  # a run folder: its latest state
+    from thunder3d.checkpoints.loading import resolve_run
+
+    src = resolve_run(src)  # a run folder: its best/, else its last/ (what load_talker reads)
+    out = Path(dst).resolve()
+    if out == src.resolve() or out in src.resolve().parents:
+        raise CheckpointError(f"cannot pack {src} into {dst}: the output would replace its own source")
+    if guidance < 0:
+        raise CheckpointError(f"sampling guidance must be >= 0, got {guidance!r}")
     ckpt = load_checkpoint(src)
     config = dict(ckpt.config)
     if sampling:
@@ -228,7 +235,7 @@ def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` onto ``target``; an existing ``target`` goes aside first, then is removed."""
+    """Rename ``tmp`` onto ``target``; an existing ``target`` (a checkpoint) goes aside first, then is removed."""
     aside = None
     if target.exists():
         aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"

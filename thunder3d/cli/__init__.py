@@ -16,6 +16,10 @@ from thunder3d.cli import animate, data, evaluate, rig, train
 from thunder3d.cli.options import Parser
 from thunder3d.errors import ThunderError
 
+USER_PATH_ERRORS = {errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
+                    errno.ENAMETOOLONG}
+"""Errors of a path the user gave (a folder where a file goes, a read-only place...): one line, exit 2."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     from thunder3d import __version__
@@ -44,9 +48,24 @@ def _prepare(args: argparse.Namespace) -> None:
     torch.manual_seed(getattr(args, "seed", 0))
 
 
+def _leaf(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` belongs to (``thunder3d data synth`` -> its own parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _leaf(action.choices[chosen], args)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sample"]:
+        parser.error("`thunder3d sample` is now `thunder3d animate SPEECH -o FOLDER --format npz`")
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, with its usage
+        _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -57,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"thunder3d: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"thunder3d: error: no space left on the device{where}; nothing half-written was left", file=sys.stderr)
-        return 2
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {exc.filename}" if exc.filename else ""
+            print(f"thunder3d: error: no space left on the device{where}; nothing half-written was left",
+                  file=sys.stderr)
+            return 2
+        if exc.errno in USER_PATH_ERRORS and exc.filename:  # a path given on the command line
+            print(f"thunder3d: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("thunder3d: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from thunder3d.cli.options import add_common, add_output, opt
 from thunder3d.conditions import EMOTIONS, INTENSITIES
+from thunder3d.errors import ThunderError
 
 DEMO_TEXT = "Hello! I am a talking head, and I can speak along with any voice."
 
@@ -65,6 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = ensure_folder(args.output)
     # synthetic speech: the settings for voices like the training corpus's, before any recogniser starts
     animator = Animator.from_pretrained(args.model, device=args.device, synthetic_speech=args.wav is None)
+    if args.text is not None and not args.text.strip():
+        raise ThunderError("--text is empty; give a sentence, or leave it out for the default one")
     text = args.text or DEMO_TEXT
     audio = args.wav if args.wav is not None else synthesize(text, voice=args.voice, seed=args.seed).wav
     animations = animator.animate(audio, steps=args.steps, seed=args.seed, progress=not args.no_progress)

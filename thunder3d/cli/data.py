@@ -54,7 +54,8 @@ def cmd_data_features(args: argparse.Namespace) -> int:
 def cmd_data_from_audio(args: argparse.Namespace) -> int:
     from thunder3d.data.real import from_audio
 
-    print(from_audio(args.src, args.output, skip_bad=args.skip_bad, seed=args.seed).summary())
+    print(from_audio(args.src, args.output, skip_bad=args.skip_bad, seed=args.seed,
+                     progress=not args.no_progress).summary())
     return 0
 
 
@@ -63,7 +64,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
     options = {} if args.fps is None else {"fps": args.fps}
     print(import_corpus(args.format, args.src, args.output, skip_bad=args.skip_bad, split_by=args.split_by,
-                        **options).summary())
+                        progress=not args.no_progress, **options).summary())
     return 0
 
 
@@ -110,7 +111,7 @@ def register(sub) -> None:
     p.add_argument("src", type=Path, help="folder of recordings, searched recursively")
     add_output(p, "corpus folder", required=True)
     opt(p, "--skip-bad", False, "skip and list bad recordings instead of stopping")
-    add_common(p)
+    add_common(p, progress=True)
     p.set_defaults(func=cmd_data_from_audio)
 
     p = commands.add_parser("import", help="import captured data (FLAME parameters, Live Link Face CSV)")
@@ -120,5 +121,5 @@ def register(sub) -> None:
     opt(p, "--fps", None, "source frame rate when the files do not say (default 25)", type=float)
     opt(p, "--split-by", "auto", "train/val/test split: auto | speaker | clip")
     opt(p, "--skip-bad", False, "skip and list bad clips instead of stopping")
-    add_common(p)
+    add_common(p, progress=True)
     p.set_defaults(func=cmd_data_import)

@@ -57,10 +57,11 @@ def cmd_speak(args: argparse.Namespace) -> int:
     from thunder3d.checkpoints import load_m2s
     from thunder3d.eval.m2s import hear
 
+    output = args.output or args.animation.with_suffix(".heard.wav")
     model, rig = load_m2s(args.m2s, device=args.device)
-    save_audio(args.output, wav := hear(model, rig, args.animation, iterations=args.iterations, seed=args.seed,
+    save_audio(output, wav := hear(model, rig, args.animation, iterations=args.iterations, seed=args.seed,
                                         device=args.device))
-    print(f"wrote {args.output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
+    print(f"wrote {output} ({len(wav) / 16000:.2f} s, Griffin-Lim from the predicted log-mel)")
     return 0
 
 
@@ -69,7 +70,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     out = pack_checkpoint(args.checkpoint, args.output, ema=False if args.no_ema else None,
                           sampling=None if args.guidance is None else {"guidance": args.guidance})
-    print(f"wrote {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB)")
+    print(f"wrote {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB) from "
+          f"{json.loads((out / 'config.json').read_text())['packed_from']['source']}")
     return 0
 
 
@@ -111,16 +113,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_eval_talker)
 
     p = sub.add_parser("speak", help="hear a face: vocode what a trained M2S hears in an animation")
-    p.add_argument("animation", type=Path, help="npz with coeffs [T, C] or [N, T, C] (a clip or an animation)")
+    p.add_argument("animation", type=Path, help="npz with coeffs [T, C] or [N, T, C] (a clip, or an animation: "
+                                                "its first sample)")
     opt(p, "--m2s", None, "M2S run folder or checkpoint", type=Path, required=True)
     opt(p, "--iterations", 60, "Griffin-Lim iterations")
-    add_output(p, "wav file", default=Path("speech.wav"))
+    add_output(p, "wav file (default: ANIMATION with .heard.wav)")
     add_common(p)
     p.set_defaults(func=cmd_speak)
 
     p = sub.add_parser("pack", help="inference-only copy of a checkpoint (e.g. to ship a model)")
-    p.add_argument("checkpoint", type=Path, help="run folder (its last/) or checkpoint directory")
-    add_output(p, "new checkpoint directory", required=True)
+    p.add_argument("checkpoint", type=Path, help="run folder (its best/, else last/: what --model loads) or "
+                                                 "checkpoint directory")
+    add_output(p, "new checkpoint directory (not an existing folder other than a checkpoint)", required=True)
     opt(p, "--no-ema", False, "pack the raw weights, not the EMA ones")
     opt(p, "--guidance", None, "audio guidance scale that samplers use by default with this model", type=float)
+    add_common(p)
     p.set_defaults(func=cmd_pack)

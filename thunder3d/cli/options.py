@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import dataclasses
 import types
 import typing
@@ -37,7 +38,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         for name in OLD_NAMES:
-            message = message.replace("/" + name, "")
+            message = re.sub(f"/{name}(?![\\w-])", "", message)
         super().error(message)
 
 
@@ -48,7 +49,7 @@ def opt(p: argparse.ArgumentParser, flags: str | tuple[str, ...], default: Any =
         kwargs.setdefault("action", "store_true")
     elif default is not None and "action" not in kwargs:
         kwargs.setdefault("type", type(default))
-    if default not in (None, False, "") and "(default" not in help:
+    if default is not None and default is not False and default != "" and "(default" not in help:
         help += f" (default {default})"
     p.add_argument(*((flags,) if isinstance(flags, str) else flags), default=default,
                    help=help + (" (required)" if kwargs.get("required") else ""), **kwargs)

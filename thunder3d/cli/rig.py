@@ -52,7 +52,8 @@ def register(sub) -> None:
 
     p = commands.add_parser("show", help="render a still of a rig to PNG (headless)")
     p.add_argument("spec", nargs="?", default="builtin", help=SPECS)
-    opt(p, "--coeff", None, "coefficient values, repeatable or comma-separated (e.g. jawOpen=1)", action="append",
+    opt(p, "--coeff", None, "coefficient values, repeatable or comma-separated (e.g. jawOpen=1; a bare name means 1)",
+        action="append",
         metavar="NAME=VALUE")
     opt(p, "--view", "front,three_quarter", "comma-separated views: front, three_quarter, side")
     opt(p, "--size", 512, "pixels per view")

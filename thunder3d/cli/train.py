@@ -101,7 +101,8 @@ def register(sub) -> None:
         opt(p, flag, default, text, **({"type": kind} if kind and default is None else {}))
     opt(p, "--oversample", None, "clips whose voice starts with VOICE_PREFIX count K times per epoch (repeatable)",
         action="append", metavar="VOICE_PREFIX=K")
-    add_config(p, DenoiserConfig, ("audio_conditioning",))
+    add_config(p, DenoiserConfig, ("audio_conditioning",),
+               helps={"audio_conditioning": "how audio enters the denoiser: add (per frame) or cross (local attention)"})
     opt(p, "--timesteps", 1000, "diffusion training timesteps")
     opt(p, "--noise-schedule", "cosine", "diffusion noise schedule", choices=("cosine", "linear"))
     _loop(p, dim=DenoiserConfig(coeff_dim=1, audio_dim=1).conformer.dim)

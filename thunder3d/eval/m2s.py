@@ -120,7 +120,8 @@ def summarize(scores: Sequence[ClipScore]) -> dict:
 def evaluate_m2s(model: M2S, rig: Rig, clips: Sequence[Clip], device: str | torch.device = "cpu") -> dict:
     """Evaluate ``model`` (driven through ``rig``) on ``clips``; see :func:`summarize` for the keys."""
     if len(clips) < 2:
-        raise ValueError("the sync-sensitivity curve needs at least 2 clips (one is the mismatch)")
+        raise EvalError(f"the sync-sensitivity curve needs at least 2 clips (one is the mismatch), got {len(clips)}; "
+                        "evaluate a larger split or --split all")
     device = torch.device(device)
     model = model.to(device).eval()
     rig = rig.to(device)
@@ -136,12 +137,15 @@ def hear(model: M2S, rig: Rig, coeffs: np.ndarray | str | os.PathLike, *, iterat
     predicted log-mel."""
     from thunder3d.audio.vocoder import vocode
 
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise EvalError(f"Griffin-Lim iterations must be an integer >= 1, got {iterations!r}")
     if isinstance(coeffs, (str, os.PathLike)):
         try:
             with np.load(coeffs, allow_pickle=False) as data:
                 coeffs = data["coeffs"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise EvalError(f"{coeffs}: not an animation npz with 'coeffs' ({exc})") from None
+        except (OSError, ValueError, KeyError):
+            raise EvalError(f"{coeffs}: not an animation npz with 'coeffs' (an npz written by thunder3d animate "
+                            "or a corpus clip)") from None
     coeffs = np.asarray(coeffs, dtype=np.float32)
     if coeffs.ndim == 3 and coeffs.shape[0] >= 1:
         coeffs = coeffs[0]

@@ -68,12 +68,18 @@ def write_arkit_csv(path: str | os.PathLike, coeffs, *, names: Sequence[str], fp
     return write_livelink_csv(path, arkit, fps=fps)
 
 
+CLAMP_QUIET = 0.05  # excursions up to this far outside [0, 1] are clamped without a warning
+
+
 def clamp_livelink(values: np.ndarray, name: str = "Live Link CSV") -> np.ndarray:
-    """``values`` clamped to the Live Link Face range [0, 1], warning how many were outside
-    (``name`` starts the warning). Values inside are returned bit for bit."""
+    """``values`` clamped to the Live Link Face range [0, 1], warning how many were outside when some lie
+    more than :data:`CLAMP_QUIET` beyond it (``name`` starts the warning). Values inside are returned bit
+    for bit."""
     outside = int(np.count_nonzero((values < 0.0) | (values > 1.0)))
     if not outside:
         return values
+    if float(values.min()) >= -CLAMP_QUIET and float(values.max()) <= 1.0 + CLAMP_QUIET:
+        return np.clip(values, 0.0, 1.0)  # small excursions of a model's output: clamped without a word
     warnings.warn(f"{name}: clamped {outside} of {values.size} values to the Live Link range [0, 1] "
                   f"(they ranged {float(values.min()):.4g} .. {float(values.max()):.4g}; the npz export "
                   "keeps the raw values)", stacklevel=3)

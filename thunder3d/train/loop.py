@@ -108,21 +108,23 @@ class TrainConfig(Config):
         steps: optimizer steps in total (a resumed run continues up to this number).
         batch_size: samples per micro-step *per process*.
         grad_accum: micro-steps per optimizer step.
-        lr, min_lr: peak learning rate and the floor the cosine schedule decays to (a ``min_lr``
-            above ``lr`` means no decay).
-        warmup_steps: linear warm-up from ``lr / warmup_steps``.
+        lr: peak learning rate (after the warm-up).
+        min_lr: the floor the cosine schedule decays to (above ``lr``: no decay).
+        warmup_steps: optimizer steps of linear warm-up to the peak learning rate.
         lr_schedule: ``cosine`` (to ``min_lr`` at ``steps``) or ``constant`` (after warm-up).
         weight_decay: AdamW decay of matrices; biases and norm weights (tensors < 2-D) get none.
         betas: AdamW betas.
         grad_clip: max global gradient norm (0 = no clipping; the norm is logged either way).
         ema_decay: decay of the EMA weights (0 = no EMA); evaluation and ``best`` use them.
-        eval_every, save_every, log_every: periods in optimizer steps (eval/save 0 = only at the end).
+        eval_every: evaluate every this many optimizer steps (0 = only at the end).
+        save_every: save the last/ checkpoint every this many optimizer steps (0 = only at the end).
+        log_every: log every this many optimizer steps.
         eval_batch_size: batch size of the validation loader (0 = ``batch_size``).
         seed: seeds the data order, the model initialisation and (``+ rank``) the training RNG.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (under torchrun, ``cuda`` is GPU LOCAL_RANK).
         precision: ``fp32`` or ``bf16`` (autocast of the task's loss).
         num_workers: DataLoader worker processes (0 = load in the training process).
-        resume: continue ``out/last`` (starts fresh when there is none).
+        resume: continue the run in the output folder from its last/ checkpoint (starts fresh when there is none).
         init: fine-tune: a fresh run starts from this checkpoint's weights (its EMA weights when it
             has them) instead of a random initialisation; the optimizer, schedule and step start
             afresh. The checkpoint must be of the same task, and agree on everything the task

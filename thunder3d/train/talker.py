@@ -114,16 +114,19 @@ class TalkerData(Config):
             None = the learned ``mel`` encoder.
         deterministic: train the :class:`~thunder3d.models.regressor.Regressor` baseline instead of
             the diffusion denoiser.
-        w_coeff, coeff_loss: weight and kind (``l2``/``l1``) of the x0 loss on normalised coefficients.
-        w_vertex, mouth_weight: weight of the vertex loss (mm²) and the weight of mouth vertices in it.
+        w_coeff: weight of the x0 loss on normalised coefficients.
+        coeff_loss: kind of that loss: l2 or l1.
+        w_vertex: weight of the vertex loss (mm²).
+        mouth_weight: weight of the mouth's vertices in the vertex loss (the others weigh 1).
         w_velocity: weight of the frame-difference loss on normalised coefficients.
-        lambda_m2s: weight of the THUNDER loss (0 = off; > 0 needs ``m2s``).
+        lambda_m2s: weight of the THUNDER loss (0 = off; more needs an M2S listener, --m2s).
         m2s: M2S run folder or checkpoint.
-        m2s_weighting: timestep weighting of the THUNDER loss: none, tmax (only t <= m2s_t_max) or snr.
+        m2s_weighting: timestep weighting of the THUNDER loss: none, tmax (only t <= --m2s-t-max) or snr.
         m2s_t_max: apply the THUNDER loss only for t <= this (0 = every t).
         phone_weight: weight of the M2S phone cross-entropy inside the THUNDER loss (0 = off).
-        eval_steps, eval_samples, eval_windows: DDIM steps, samples per window (S-DIV-U) and
-            the number of validation windows used at evaluation.
+        eval_steps: DDIM steps of the validation samples.
+        eval_samples: samples per validation window (S-DIV-U).
+        eval_windows: validation windows evaluated.
         stats_windows: training windows measured for the audio encoder's log-mel statistics.
         oversample: ``{voice prefix: k}`` (or ``["PREFIX=K", ...]``): training clips of those voices count ``k`` times per
             epoch (:class:`~thunder3d.data.ClipDataset`); the normalisation statistics are those
