@@ -133,3 +133,22 @@ def test_ablation_pair_seeds_dry_run(bench, corpus, tmp_path, capsys):
     trained = re.findall(r"train talker .*--out \S+/(\w+)", capsys.readouterr().out)
     assert sorted(trained) == ["diffusion_mouth2s_s0", "diffusion_mouth2s_s1", "diffusion_s0", "diffusion_s1",
                                "regressor_s0"]
+
+
+@pytest.mark.slow
+def test_voices_table_is_cached_and_names_each_set(bench, tiny_corpus, tiny_talker, tmp_path, capsys):
+    voices = bench("voices")
+    args = ["--corpus", str(tiny_corpus), "--model", f"tiny={tiny_talker}", "--sets", "espeak", "ked",
+            "--samples", "1", "--steps", "2", "--work", str(tmp_path / "work"), "--json", str(tmp_path / "v.json"),
+            "--markdown", str(tmp_path / "v.md"), "--split", "all"]
+    assert voices.main(args) == 0
+    out = capsys.readouterr()
+    assert "ked: skipped" in out.err  # the tiny corpus has no festival voice
+    row = [line for line in (tmp_path / "v.md").read_text().splitlines() if line.startswith("| tiny |")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert re.fullmatch(NUMBER, cells[1]) and cells[-1] == "6/–"  # espeak closure, 6 clips; no ked clips
+    saved = json.loads((tmp_path / "v.json").read_text())["results"]["tiny"]
+    assert saved["espeak"]["mean"]["clips"] == 6 and saved["ked"] is None
+    cache = tmp_path / "work" / "tiny" / "espeak.json"
+    stamp = cache.stat().st_mtime_ns
+    assert voices.main(args) == 0 and cache.stat().st_mtime_ns == stamp  # reused, not recomputed

@@ -191,14 +191,18 @@ SYSTEM_KINDS = ("model", "predictions", "rule-based", "ground-truth")
 
 def select_clips(corpus: str | os.PathLike, split: str = "test", voice: str | None = None,
                  limit: int = 0) -> list[str]:
-    """Clip ids of ``split`` (``all`` for every split) whose manifest voice starts with ``voice``,
-    the first ``limit`` of them (0 = all)."""
+    """Clip ids of ``split`` (``all`` for every split) whose manifest voice starts with ``voice``
+    (``"espeak"``: the espeak voices, named without a ``source:`` prefix), the first ``limit`` of them
+    (0 = all)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise EvalError(f"the number of clips must be >= 0 (0 = all), got {limit!r}")
     ids = corpus_clips(corpus, None if split == "all" else split)
     if voice:
         voices = {e["id"]: str(e.get("voice") or "") for e in read_manifest(corpus)}
-        ids = [i for i in ids if voices.get(i, "").startswith(voice)]
+        if voice == "espeak":
+            ids = [i for i in ids if voices.get(i) and ":" not in voices[i]]
+        else:
+            ids = [i for i in ids if voices.get(i, "").startswith(voice)]
         if not ids:
             known = sorted({v.split("+")[0] for v in voices.values() if v})
             raise EvalError(f"no {split} clip of {corpus} has a voice starting with {voice!r}; "
