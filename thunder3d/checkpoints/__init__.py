@@ -1,8 +1,9 @@
 """Checkpoints: the folder format (safetensors + JSON, atomic, verified) and loading trained models.
 
 - :mod:`.format`: :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`pack_checkpoint`,
-  :func:`recover_checkpoint` and :func:`clean_stale` (what interrupted saves leave behind).
-- :mod:`.loading`: :func:`load_talker`, :func:`load_m2s`, :func:`resolve_run`.
+  :func:`resolve_run` (a run folder's ``best/``, else ``last/``), :func:`recover_checkpoint` and
+  :func:`clean_stale` (what interrupted saves leave behind).
+- :mod:`.loading`: :func:`load_talker`, :func:`load_m2s`.
 """
 
 from thunder3d.checkpoints.format import (
@@ -15,9 +16,10 @@ from thunder3d.checkpoints.format import (
     load_training_state,
     pack_checkpoint,
     recover_checkpoint,
+    resolve_run,
     save_checkpoint,
 )
-from thunder3d.checkpoints.loading import load_m2s, load_talker, resolve_run
+from thunder3d.checkpoints.loading import load_m2s, load_talker
 
 __all__ = [
     "FORMAT_VERSION", "Checkpoint", "check_expected", "clean_stale", "config_differences", "load_checkpoint",

@@ -206,18 +206,33 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module | Mapping[str, 
     return target
 
 
+def resolve_run(path: str | Path) -> Path:
+    """A checkpoint directory from a run folder (``best`` first, then ``last``) or itself.
+
+    A ``best``/``last`` that an interrupted save left renamed aside is put back first
+    (:func:`recover_checkpoint`)."""
+    path = Path(path)
+    if path.is_dir() and not (path / "config.json").is_file():
+        for name in ("best", "last"):
+            if not (path / name).exists():
+                recover_checkpoint(path / name)
+    if (path / "best" / CONFIG_FILE).is_file():
+        return path / "best"
+    if (path / "last" / CONFIG_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+        return path / "last"
+    return path
+
+
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
                     note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
     """An inference-only copy of a checkpoint (or of a run folder's ``best/``, else ``last/``):
-    ``dst/config.json`` + ``dst/model.safetensors`` holding the weights for use (EMA when present, see :meth:`Checkpoint.weights`), no optimizer,
-    no training state. The config records where it came from (``packed_from``: source, step,
+    ``dst/config.json`` + ``dst/model.safetensors`` holding the weights for use (EMA when present, see
+    :meth:`Checkpoint.weights`), no optimizer, no training state. The config records where it came from (``packed_from``: source, step,
     weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
     guidance = (sampling or {}).get("guidance", 1.0)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
-    from thunder3d.checkpoints.loading import resolve_run
-
     src = resolve_run(src)  # a run folder: its best/, else its last/ (what load_talker reads)
     out = Path(dst).resolve()
     if out == src.resolve() or out in src.resolve().parents:
@@ -705,5 +720,5 @@ def _decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 __all__ = [
     "Checkpoint", "FORMAT_VERSION", "check_expected", "clean_stale", "config_differences", "load_checkpoint",
-    "load_training_state", "pack_checkpoint", "recover_checkpoint", "save_checkpoint",
+    "load_training_state", "pack_checkpoint", "recover_checkpoint", "resolve_run", "save_checkpoint",
 ]

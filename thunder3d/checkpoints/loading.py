@@ -12,29 +12,12 @@ from typing import Any
 
 import torch
 
-from thunder3d.checkpoints.format import load_checkpoint, recover_checkpoint
+from thunder3d.checkpoints.format import load_checkpoint, resolve_run
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import CheckpointError, ModelConfigError
 from thunder3d.models.m2s import M2S, M2SConfig
 from thunder3d.models.talker import TalkerConfig, TalkerModel
 from thunder3d.rigs import Rig, load_rig
-
-
-def resolve_run(path: str | Path) -> Path:
-    """A checkpoint directory from a run folder (``best`` first, then ``last``) or itself.
-
-    A ``best``/``last`` that an interrupted save left renamed aside is put back first
-    (:func:`~thunder3d.checkpoints.format.recover_checkpoint`)."""
-    path = Path(path)
-    if path.is_dir() and not (path / "config.json").is_file():
-        for name in ("best", "last"):
-            if not (path / name).exists():
-                recover_checkpoint(path / name)
-    if (path / "best" / "config.json").is_file():
-        return path / "best"
-    if (path / "last" / "config.json").is_file() and not (path / "config.json").is_file():
-        return path / "last"
-    return path
 
 
 def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
@@ -100,4 +83,4 @@ def load_m2s(path: str | Path, *, rig: str | Rig | None = None, input: str | Non
     return model.to(device).eval(), the_rig.to(device)
 
 
-__all__ = ["load_m2s", "load_talker", "resolve_run"]
+__all__ = ["load_m2s", "load_talker"]
