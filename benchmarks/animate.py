@@ -66,17 +66,18 @@ def ten_seconds(seconds: float = 10.0) -> np.ndarray:
     return np.concatenate(parts)[:n].astype(np.float32)
 
 
-def resolve_model(model: str | None, tmp: Path, dim: int, layers: int) -> tuple[str, str]:
+def resolve_model(model: str | None, tmp: Path, dim: int, layers: int, untrained: str | None = None) -> tuple[str, str]:
     """``(path or name for Animator.from_pretrained, description)``."""
     if model:
         return model, f"--model {model}"
     from thunder3d.inference.animator import PRETRAINED_DIR
 
-    if (PRETRAINED_DIR / "config.json").is_file():
+    if (PRETRAINED_DIR / "config.json").is_file() and untrained is None:
         return "builtin", f"the shipped model ({PRETRAINED_DIR})"
-    path = save_untrained_talker(tmp / "untrained_talker", dim=dim, layers=layers)
-    return str(path), (f"no shipped model installed: a freshly initialised talker (dim {dim}, {layers} "
-                       "layers, random weights; speed does not depend on the weights)")
+    audio = untrained or "mel"
+    path = save_untrained_talker(tmp / "untrained_talker", dim=dim, layers=layers, audio=audio)
+    return str(path), (f"a freshly initialised talker ({audio} audio encoder, dim {dim}, {layers} layers, random "
+                       "weights; speed does not depend on the weights)")
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dim", type=int, default=192, help="size of the untrained fallback talker")
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--untrained", choices=("mel", "whisper"), default=None,
+                    help="measure a freshly initialised talker with this audio encoder instead of the shipped model")
     ap.add_argument("--target-animate", type=float, default=2.0, help="seconds (default 2)")
     ap.add_argument("--target-render", type=float, default=15.0, help="seconds (default 15)")
     ap.add_argument("--target-memory", type=float, default=2.0, help="GB (default 2)")
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model, which = resolve_model(args.model, tmp, args.dim, args.layers)
+        model, which = resolve_model(args.model, tmp, args.dim, args.layers, args.untrained)
         print(f"model: {which}" + (f"; recognizer {args.recognizer}" if args.recognizer else ""))
         from thunder3d.audio.align import recognition_workers
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{child['main_peak_rss_mb']:.0f} MB + {child['workers_peak_rss_mb']:.0f} MB in recognition workers)")
     print_table(rows)
     if args.json:
-        result = {"model": which, "recognizer": args.recognizer, "recognition_workers": workers, "machine": facts, "threads": args.threads, "steps": args.steps,
+        result = {"model": which, "recognizer": args.recognizer, "recognition_workers": workers, "machine": facts,
+                  "threads": args.threads, "steps": args.steps,
                   "seconds": args.seconds, "size": args.size, "load_s": round(load_s, 3),
                   "animate_s": [round(t, 3) for t in times], "animate_median_s": round(animate_s, 3),
                   "render_s": round(render_s, 3), "video": streams, "long_minutes": args.long_minutes,

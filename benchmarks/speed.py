@@ -65,7 +65,7 @@ def speech(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def talker_config(dim: int = 192, layers: int = 4, audio_dim: int = 128,
-                  deterministic: bool = False) -> dict:
+                  deterministic: bool = False, audio: str = "mel") -> dict:
     """The ``model`` entry of a talker checkpoint for the built-in rig (CLI defaults otherwise)."""
     from thunder3d.models.encoders import build_audio_encoder
     from thunder3d.models.denoiser import DenoiserConfig
@@ -73,7 +73,7 @@ def talker_config(dim: int = 192, layers: int = 4, audio_dim: int = 128,
     from thunder3d.models.regressor import RegressorConfig
 
     rig = load_rig("builtin")
-    encoder = build_audio_encoder({"kind": "mel", "out_dim": audio_dim})
+    encoder = build_audio_encoder({"kind": audio, "out_dim": audio_dim})
     net = (RegressorConfig if deterministic else DenoiserConfig).from_dict(
         {"coeff_dim": rig.num_coeffs, "audio_dim": encoder.out_dim, "dim": dim, "layers": layers})
     return {"kind": "regressor" if deterministic else "denoiser", "net": net.to_dict(),
@@ -81,13 +81,13 @@ def talker_config(dim: int = 192, layers: int = 4, audio_dim: int = 128,
 
 
 def untrained_talker(dim: int = 192, layers: int = 4, audio_dim: int = 128, deterministic: bool = False,
-                     seed: int = 0):
+                     seed: int = 0, audio: str = "mel"):
     """A :class:`~thunder3d.models.talker.TalkerModel` with random weights (eval mode) and a
     normalizer that keeps its output near the rest pose."""
     from thunder3d.models.talker import TalkerModel
 
     torch.manual_seed(seed)
-    model = TalkerModel(talker_config(dim, layers, audio_dim, deterministic)).eval()
+    model = TalkerModel(talker_config(dim, layers, audio_dim, deterministic, audio)).eval()
     rig = load_rig("builtin")
     model.normalizer = Normalizer(np.full(rig.num_coeffs, 0.1, np.float32),
                                   np.full(rig.num_coeffs, 0.05, np.float32), tuple(rig.coeff_names))
@@ -95,12 +95,12 @@ def untrained_talker(dim: int = 192, layers: int = 4, audio_dim: int = 128, dete
 
 
 def save_untrained_talker(path: Path, dim: int = 192, layers: int = 4, audio_dim: int = 128,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, audio: str = "mel") -> Path:
     """An inference checkpoint (``config.json`` + ``model.safetensors``) of :func:`untrained_talker`
     that :func:`~thunder3d.checkpoints.load_talker` and ``Animator.from_pretrained`` read."""
     from thunder3d.checkpoints import save_checkpoint
 
-    model = untrained_talker(dim, layers, audio_dim, seed=seed)
+    model = untrained_talker(dim, layers, audio_dim, seed=seed, audio=audio)
     config = {"task": "talker", "model": model.config, "rig": load_rig("builtin").config(),
               "normalizer": model.normalizer.to_dict(), "styles": [],
               "data": {"window_seconds": 4.0}, "note": "untrained: random weights (benchmark)"}
