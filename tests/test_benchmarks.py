@@ -152,3 +152,15 @@ def test_voices_table_is_cached_and_names_each_set(bench, tiny_corpus, tiny_talk
     cache = tmp_path / "work" / "tiny" / "espeak.json"
     stamp = cache.stat().st_mtime_ns
     assert voices.main(args) == 0 and cache.stat().st_mtime_ns == stamp  # reused, not recomputed
+
+
+def test_probe_scores_each_feature_kind(bench, tiny_corpus, tmp_path, capsys):
+    probe = bench("probe")
+    out = tmp_path / "probe.json"
+    assert probe.main(["--train", str(tiny_corpus), "--test", str(tiny_corpus), "--split", "train", "--clips", "3",
+                       "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    for kind in ("whisper", "logmel"):
+        assert 0.2 <= results[kind]["balanced_recall"] <= 1.0 and results[kind]["train_frames"] > 100
+        assert set(results[kind]["recall"]) <= set(probe.CLASSES)
+    assert "whisper  balanced recall" in capsys.readouterr().out
