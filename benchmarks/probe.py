@@ -95,7 +95,8 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int = 300, weight_decay: float = 1e
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(layer(xt), yt, weight=weights) + weight_decay * layer.weight.square().sum()
+        loss = torch.nn.functional.cross_entropy(layer(xt), yt, weight=weights)
+        loss = loss + weight_decay * layer.weight.square().sum()
         loss.backward()
         return loss
 

@@ -172,3 +172,12 @@ def test_pack_never_replaces_what_is_not_a_checkpoint(tiny_talker, tmp_path, cap
     assert main(["pack", str(copy), "-o", str(packed)]) == 0
     assert main(["pack", str(copy), "-o", str(packed)]) == 0  # a checkpoint may be replaced
     assert "best" in capsys.readouterr().out  # a run folder packs best/, what --model loads
+
+
+def test_the_command_line_imports_no_heavy_module_it_does_not_need():
+    """Every command pays for what ``import thunder3d.cli`` loads: no scipy.signal (a second), no speech
+    recogniser or synthesiser, no TensorBoard."""
+    code = ("import sys, thunder3d.cli; heavy = ('scipy.signal', 'scipy.ndimage', 'pocketsphinx', 'onnxruntime', "
+            "'tensorboard', 'espeakng_loader'); print([m for m in heavy if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

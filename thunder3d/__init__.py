@@ -16,33 +16,19 @@ from __future__ import annotations
 
 from thunder3d.constants import FPS, HOP_LENGTH, MELS_PER_FRAME, N_MELS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioError, CheckpointError, RigError, ThunderError
+from thunder3d.utils.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_rig": ("thunder3d.rigs", "load_rig"),
-    "Rig": ("thunder3d.rigs", "Rig"),
-    "ARKIT_NAMES": ("thunder3d.rigs", "ARKIT_NAMES"),
-    "load_audio": ("thunder3d.audio", "load_audio"),
-    "log_mel": ("thunder3d.audio", "log_mel"),
-    "render_still": ("thunder3d.render", "render_still"),
-    "render_video": ("thunder3d.render", "render_video"),
-    "synthesize": ("thunder3d.audio.tts", "synthesize"),
-    "load_m2s": ("thunder3d.checkpoints", "load_m2s"),
-    "load_talker": ("thunder3d.checkpoints", "load_talker"),
-    "generate": ("thunder3d.inference", "generate"),
-    "Animator": ("thunder3d.inference.animator", "Animator"),
-    "Animation": ("thunder3d.inference.animator", "Animation"),
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'thunder3d' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {
+    **dict.fromkeys(("load_rig", "Rig", "ARKIT_NAMES"), "rigs"),
+    **dict.fromkeys(("load_audio", "log_mel"), "audio"),
+    **dict.fromkeys(("render_still", "render_video"), "render"),
+    "synthesize": "audio.tts",
+    **dict.fromkeys(("load_m2s", "load_talker"), "checkpoints"),
+    "generate": "inference",
+    **dict.fromkeys(("Animator", "Animation"), "inference.animator"),
+})
 
 
 __all__ = [

@@ -27,7 +27,6 @@ from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from thunder3d.constants import FPS, SAMPLE_RATE
 from thunder3d.errors import AudioError
@@ -118,6 +117,8 @@ def _resample_ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
 
 def _resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling of ``[N]`` float32 to ``[ceil(N * sr_out / sr_in)]`` float32."""
+    from scipy.signal import resample_poly  # here: scipy.signal takes a second to import
+
     if sr_in == sr_out:
         return wav
     up, down = _resample_ratio(sr_in, sr_out)

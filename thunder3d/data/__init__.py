@@ -2,40 +2,28 @@
 
 The synthetic corpus is made from real speech synthesis with known phone timings, driven through
 a coarticulation model (:mod:`.articulation`) plus stochastic non-speech motion (:mod:`.expression`).
+
+Names are imported on first use (:func:`thunder3d.utils.lazy.lazy_getattr`): reading a clip does not
+load the corpus synthesiser (scipy.signal, espeak, festival).
 """
 
-from thunder3d.data.articulation import SpeakerStyle, articulate
-from thunder3d.data.expression import (
-    EMOTIONS,
-    INTENSITIES,
-    ExpressionTrack,
-    check_emotion,
-    check_intensity,
-    combine,
-    expression_track,
-)
-from thunder3d.data.clip import (  # noqa: E402  (clip.py imports EMOTIONS from expression)
-    SPLITS,
-    Clip,
-    DataError,
-    append_manifest,
-    assign_split,
-    clip_exists,
-    corpus_clips,
-    load_clip,
-    manifest_entry,
-    read_manifest,
-    rebuild_manifest,
-    save_clip,
-    validate_clip,
-    write_manifest,
-)
-from thunder3d.data.dataset import PAD_PHONE, ClipDataset, Normalizer, collate, compute_stats
-from thunder3d.data.import_livelink import read_livelink_csv, write_livelink_csv
-from thunder3d.data.importers import FORMATS as IMPORT_FORMATS
-from thunder3d.data.importers import ImportReport, import_corpus
-from thunder3d.data.synth import SynthReport, VoiceSource, available_voices, plan_corpus, synthesize_corpus
-from thunder3d.data.text import SentenceGenerator, sentence_split
+from thunder3d.utils.lazy import lazy_getattr
+
+_LAZY = {
+    **dict.fromkeys(("SpeakerStyle", "articulate"), "articulation"),
+    **dict.fromkeys(("EMOTIONS", "INTENSITIES", "ExpressionTrack", "check_emotion", "check_intensity", "combine",
+                     "expression_track"), "expression"),
+    **dict.fromkeys(("SPLITS", "Clip", "DataError", "append_manifest", "assign_split", "clip_exists", "corpus_clips",
+                     "load_clip", "manifest_entry", "read_manifest", "rebuild_manifest", "save_clip", "validate_clip",
+                     "write_manifest"), "clip"),
+    **dict.fromkeys(("PAD_PHONE", "ClipDataset", "Normalizer", "collate", "compute_stats"), "dataset"),
+    **dict.fromkeys(("read_livelink_csv", "write_livelink_csv"), "import_livelink"),
+    "IMPORT_FORMATS": "importers:FORMATS",
+    **dict.fromkeys(("ImportReport", "import_corpus"), "importers"),
+    **dict.fromkeys(("SynthReport", "VoiceSource", "available_voices", "plan_corpus", "synthesize_corpus"), "synth"),
+    **dict.fromkeys(("SentenceGenerator", "sentence_split"), "text"),
+}
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "EMOTIONS", "IMPORT_FORMATS", "INTENSITIES", "PAD_PHONE", "SPLITS", "Clip", "ClipDataset",

@@ -57,7 +57,7 @@ import numpy as np
 from thunder3d.audio.io import load_audio, save_audio
 from thunder3d.audio.phones import Phone, phones_from_arrays, phones_to_arrays, validate_phones
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from thunder3d.data.expression import EMOTIONS  # the 8 MEAD emotions; index = position
+from thunder3d.conditions import EMOTIONS  # the 8 MEAD emotions; index = position
 from thunder3d.errors import AudioError, DataError
 from thunder3d.utils.io import atomic_path, atomic_write_text
 
