@@ -117,10 +117,10 @@ def _resample_ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
 
 def _resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling of ``[N]`` float32 to ``[ceil(N * sr_out / sr_in)]`` float32."""
-    from scipy.signal import resample_poly  # here: scipy.signal takes a second to import
-
     if sr_in == sr_out:
         return wav
+    from scipy.signal import resample_poly  # here: scipy.signal takes a second to import
+
     up, down = _resample_ratio(sr_in, sr_out)
     return resample_poly(wav, up, down).astype(np.float32, copy=False)
 

@@ -41,7 +41,7 @@ import torch
 from thunder3d.audio.io import audio_info, iter_audio_blocks, to_mono_16k
 from thunder3d.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
-from thunder3d.data.expression import EMOTIONS, check_emotion, check_intensity
+from thunder3d.conditions import EMOTIONS, check_emotion, check_intensity
 from thunder3d.utils.device import resolve_device
 from thunder3d.errors import AudioError, CheckpointError, ExportError, RigError, ThunderError
 from thunder3d.inference.sampling import generate, plan_windows
@@ -310,7 +310,7 @@ class Animator:
             audio: an audio file (anything :func:`~thunder3d.audio.io.load_audio` reads), 16 kHz
                 mono samples ``[N]``, or an ``(array, sample_rate)`` pair.
             samples: how many animations to draw (sample ``i`` is seeded with ``seed + i``).
-            emotion: one of :data:`~thunder3d.data.expression.EMOTIONS` (or a common alias) or None.
+            emotion: one of :data:`~thunder3d.conditions.EMOTIONS` (or a common alias) or None.
             intensity: 1, 2, 3 or None.
             style: one of :attr:`styles` or None.
             steps: DDIM steps (ignored by the regressor).

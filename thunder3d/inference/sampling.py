@@ -163,7 +163,7 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
             output stays in the model's normalised space).
         samples: ``N``.
         seed: sample ``i`` is seeded with ``seed + i``.
-        emotion: a name of :data:`~thunder3d.data.expression.EMOTIONS` (or alias), an index, or None.
+        emotion: a name of :data:`~thunder3d.conditions.EMOTIONS` (or alias), an index, or None.
         intensity: 1, 2, 3 or None.
         style: a style name of ``model.styles``, an index, or None.
         steps: DDIM steps.

@@ -72,7 +72,7 @@ class DenoiserConfig(Config):
         coeff_dim: motion coefficients per frame ``C``.
         audio_dim: audio features per frame ``D_a`` (the audio encoder's output width).
         conformer: the trunk's sizes (:class:`ConformerConfig`; width 192 by default).
-        num_emotions: emotion classes (labels ``0 .. n-1``, :data:`~thunder3d.data.expression.EMOTIONS`).
+        num_emotions: emotion classes (labels ``0 .. n-1``, :data:`~thunder3d.conditions.EMOTIONS`).
         num_intensities: intensity levels (labels ``1 .. n``, as in the clip format; ``<= 0`` is none).
         num_styles: speaking-style ids (labels ``0 .. n-1``); 0 = no style embedding.
         audio_conditioning: one of :data:`AUDIO_CONDITIONING`.
