@@ -220,3 +220,27 @@ def test_left_right_symmetry(rig):
         dl = rig.deltas[rig.coeff_index(left)]
         dr = rig.deltas[rig.coeff_index(right)]
         assert torch.allclose(dl[idx] * flip, dr, atol=1e-3), left
+
+
+def test_the_generated_head_is_cached_on_disk_exactly(tmp_path, monkeypatch):
+    import thunder3d.rigs.builtin as builtin
+    from thunder3d.rigs._head import build_head
+
+    monkeypatch.setenv("THUNDER3D_CACHE", str(tmp_path))
+    builtin.builtin_arrays.cache_clear()
+    try:
+        first = builtin.builtin_arrays()  # generated, then written
+        (cached,) = tmp_path.glob("builtin-*.npz")
+        builtin.builtin_arrays.cache_clear()
+        again = builtin.builtin_arrays()  # read back
+        fresh = build_head()
+        for head in (first, again):
+            for name in ("neutral", "faces", "colors", "deltas"):
+                assert np.array_equal(getattr(head, name), getattr(fresh, name)), name
+            assert head.lip_landmarks == fresh.lip_landmarks and head.lid_landmarks == fresh.lid_landmarks
+            assert all(np.array_equal(head.regions[k], v) for k, v in fresh.regions.items())
+        cached.write_bytes(b"not an npz")  # a damaged cache is generated again, not trusted
+        builtin.builtin_arrays.cache_clear()
+        assert np.array_equal(builtin.builtin_arrays().deltas, fresh.deltas)
+    finally:
+        builtin.builtin_arrays.cache_clear()
