@@ -117,6 +117,27 @@ def normalize_waveform(wav: Tensor) -> Tensor:
     return (wav - mean) / torch.sqrt(var + _NORM_EPS)
 
 
+# --------------------------------------------------------------------------- the learned conv head
+def add_conv_head(module: nn.Module, in_dim: int, hidden: int, layers: int, kernel: int, dropout: float,
+                  out_dim: int) -> None:
+    """Give ``module`` the conv stack of :class:`MelEncoder` and :class:`WhisperEncoder` as its ``convs``,
+    ``dropout`` and ``proj`` (those names, so checkpoints keep their keys)."""
+    widths = [in_dim] + [hidden] * layers
+    module.convs = nn.ModuleList(
+        nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2) for c_in, c_out in itertools.pairwise(widths))
+    module.dropout = nn.Dropout(dropout)
+    module.proj = nn.Linear(hidden, out_dim)
+
+
+def run_conv_head(module: nn.Module, x: Tensor) -> Tensor:
+    """``[B, in_dim, T]`` (channels first) -> ``[B, T, out_dim]``: each conv (over time), GELU, dropout,
+    residual after the first; then the linear projection."""
+    for i, conv in enumerate(module.convs):
+        y = module.dropout(F.gelu(conv(x)))
+        x = y if i == 0 else x + y
+    return module.proj(x.transpose(1, 2))
+
+
 # --------------------------------------------------------------------------- interface
 class AudioEncoder(nn.Module):
     """Audio -> frame-aligned features at 25 fps (see the module docstring for the contract).
@@ -259,12 +280,7 @@ class MelEncoder(AudioEncoder):
         self.log_mel = LogMel()
         self.register_buffer("mel_mean", torch.full((N_MELS,), DEFAULT_MEL_MEAN))
         self.register_buffer("mel_std", torch.full((N_MELS,), DEFAULT_MEL_STD))
-        widths = [MELS_PER_FRAME * N_MELS] + [hidden] * layers
-        self.convs = nn.ModuleList(
-            nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2) for c_in, c_out in itertools.pairwise(widths)
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(hidden, out_dim)
+        add_conv_head(self, MELS_PER_FRAME * N_MELS, hidden, layers, kernel, dropout, out_dim)
 
     @property
     def out_dim(self) -> int:
@@ -305,11 +321,7 @@ class MelEncoder(AudioEncoder):
         return mel.reshape(mel.shape[0], frames, MELS_PER_FRAME * N_MELS)  # row t = mel 4t..4t+3
 
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None) -> Tensor:
-        x = self.mel_features(wav, frames).transpose(1, 2)  # [B, 320, T], channels first for conv
-        for i, conv in enumerate(self.convs):
-            y = self.dropout(F.gelu(conv(x)))
-            x = y if i == 0 else x + y
-        return self.proj(x.transpose(1, 2))  # [B, T, out_dim]
+        return run_conv_head(self, self.mel_features(wav, frames).transpose(1, 2))  # [B, T, out_dim]
 
 
 # --------------------------------------------------------------------------- wav2vec 2.0 / HuBERT
@@ -697,12 +709,7 @@ class WhisperEncoder(AudioEncoder):
         else:  # shared, frozen, out of the state_dict: loaded from the package, never saved
             width = 2 * shared_encoder(model).cfg.dim
         self.norm = nn.LayerNorm(width)
-        widths = [width] + [hidden] * layers
-        self.convs = nn.ModuleList(
-            nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2) for c_in, c_out in itertools.pairwise(widths)
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(hidden, out_dim)
+        add_conv_head(self, width, hidden, layers, kernel, dropout, out_dim)
 
     @property
     def out_dim(self) -> int:
@@ -736,12 +743,9 @@ class WhisperEncoder(AudioEncoder):
 
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None,
                pretrained: Tensor | None = None) -> Tensor:
-        feats = self.pretrained_features(wav, frames) if pretrained is None else pretrained.to(wav.device, torch.float32)
-        x = self.norm(feats).transpose(1, 2)  # [B, 768, T]
-        for i, conv in enumerate(self.convs):
-            y = self.dropout(F.gelu(conv(x)))
-            x = y if i == 0 else x + y
-        return self.proj(x.transpose(1, 2))  # [B, T, out_dim]
+        if pretrained is None:
+            pretrained = self.pretrained_features(wav, frames)  # [B, T, 768]
+        return run_conv_head(self, self.norm(pretrained.to(wav.device, torch.float32)).transpose(1, 2))
 
 
 # --------------------------------------------------------------------------- factory
