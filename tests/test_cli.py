@@ -69,6 +69,14 @@ def test_training_defaults_are_the_config_defaults():
     assert args.device == "auto" == defaults.device
     from thunder3d.train.talker import TalkerData
 
+    from thunder3d.models.denoiser import DenoiserConfig
+    from thunder3d.models.m2s import M2SConfig
+
+    assert args.dim == DenoiserConfig(coeff_dim=1, audio_dim=1).conformer.dim
+    m2s = build_parser().parse_args(["train", "m2s", "--corpus", "c", "-o", "run"])
+    conformer = M2SConfig(input="exp2s", in_dim=1).conformer
+    assert (m2s.dim, m2s.layers, m2s.heads, m2s.conv_kernel) == (conformer.dim, conformer.layers, conformer.heads,
+                                                                 conformer.conv_kernel)
     data = TalkerData(corpus="c")
     for field in dataclasses.fields(TalkerData):
         if hasattr(args, field.name) and field.name not in ("corpus", "audio", "oversample"):

@@ -7,6 +7,7 @@ import argparse
 from thunder3d.cli.options import add_common, add_config, add_output, config_values, opt
 from thunder3d.models.conformer import ConformerConfig
 from thunder3d.models.denoiser import DenoiserConfig
+from thunder3d.models.m2s import M2SConfig
 from thunder3d.train.loop import TrainConfig
 from thunder3d.train.m2s import M2SData
 from thunder3d.train.talker import TalkerData
@@ -88,7 +89,7 @@ def register(sub) -> None:
     add_config(p, M2SData, M2S_DATA, flags={"window_seconds": "--window"})
     opt(p, "--loss-scales", (1, 8, 32), "mel-frame widths of the multi-scale mel L1 (default 1,8,32; 1 = plain L1)",
         type=lambda t: tuple(int(v) for v in t.split(",")), metavar="K,K,...")
-    _loop(p, dim=192)
+    _loop(p, dim=M2SConfig(input="exp2s", in_dim=1).conformer.dim)
     p.set_defaults(func=cmd_train_m2s)
 
     p = commands.add_parser("talker", help="train the speech-driven talking head (THUNDER diffusion or regressor)")

@@ -130,7 +130,7 @@ class M2SConfig(Config):
     Args:
         input: input variant, one of :data:`M2S_INPUTS`.
         in_dim: features per frame ``F`` (:func:`feature_dim` of the rig and variant).
-        conformer: the encoder's sizes (:class:`ConformerConfig`).
+        conformer: the encoder's sizes (:class:`ConformerConfig`; width 192 by default).
         n_mels: mel bins of the target.
         mels_per_frame: mel frames per animation frame (4 by the timing contract).
         mel_smoothing: kernel of the residual convolution over the mel axis (odd; 0 disables it).
@@ -150,7 +150,7 @@ class M2SConfig(Config):
 
     input: str
     in_dim: int
-    conformer: ConformerConfig = field(default_factory=ConformerConfig)
+    conformer: ConformerConfig = field(default_factory=lambda: ConformerConfig(dim=192))
     n_mels: int = N_MELS
     mels_per_frame: int = MELS_PER_FRAME
     mel_smoothing: int = 5
@@ -193,7 +193,7 @@ class M2SConfig(Config):
     def for_rig(cls, rig: Rig, input: str = "mouth2s", **kwargs: Any) -> "M2SConfig":
         """A config for ``rig`` and ``input``: ``in_dim`` and ``rig`` filled in from the rig; ``kwargs``
         as in :meth:`from_dict` (conformer sizes may be given flat: ``dim=64, layers=2``)."""
-        return cls.from_dict({"input": input, "in_dim": feature_dim(rig, input), "rig": rig.config(), **kwargs})
+        return cls.build(input=input, in_dim=feature_dim(rig, input), rig=rig.config(), **kwargs)
 
     @classmethod
     def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -203,6 +203,16 @@ class M2SConfig(Config):
         if flat:
             data["conformer"] = {**(data.get("conformer") or {}), **flat}
         return data
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> "M2SConfig":
+        """A config from keyword arguments, conformer sizes allowed flat (``dim=64, layers=2``) on top of
+        the default conformer; unlike :meth:`from_dict`, no older layout is assumed."""
+        sizes = {k: kwargs.pop(k) for k in CONFORMER_KEYS if k in kwargs}
+        conformer = kwargs.pop("conformer", None) or cls.__dataclass_fields__["conformer"].default_factory()
+        if isinstance(conformer, Mapping):
+            conformer = ConformerConfig.from_dict(conformer)
+        return cls(**kwargs, conformer=ConformerConfig.from_dict({**conformer.to_dict(), **sizes}))
 
 
 # --------------------------------------------------------------------------- model
