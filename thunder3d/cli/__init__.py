@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always")
+            warnings.simplefilter("default")  # each distinct warning once, in one line
             warnings.showwarning = lambda message, *_: print(f"thunder3d: warning: {message}", file=sys.stderr)
             _prepare(args)
             return int(args.func(args) or 0)
