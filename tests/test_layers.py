@@ -26,6 +26,7 @@ ALLOWED = {
     "train": SIGNAL | {"data", "models", "checkpoints", "eval"},
     "inference": SIGNAL | {"data", "models", "checkpoints", "export"},
     "scoring": SIGNAL | {"data", "models", "checkpoints", "eval", "inference"},
+    "live": SIGNAL | {"data", "models", "checkpoints", "export", "inference"},
 }
 TOP = {"cli", "__init__", "__main__"}  # may import anything
 

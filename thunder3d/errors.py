@@ -65,8 +65,12 @@ class DeviceError(ThunderError):
     """A torch device that does not exist or is not available on this machine."""
 
 
+class LiveError(ThunderError):
+    """Real-time output: a malformed Live Link packet, a bad address, a bad stream message."""
+
+
 __all__ = [
     "AudioEncoderError", "AudioError", "CheckpointError", "ConfigError", "DataError", "DeviceError",
-    "EvalError", "ExportError", "ModelConfigError", "RenderError", "RigError", "TextError",
+    "EvalError", "ExportError", "LiveError", "ModelConfigError", "RenderError", "RigError", "TextError",
     "ThunderError", "TrainError", "UnsafePickleError",
 ]

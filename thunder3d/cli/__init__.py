@@ -12,7 +12,7 @@ import errno
 import sys
 import warnings
 
-from thunder3d.cli import animate, data, evaluate, rig, train
+from thunder3d.cli import animate, data, evaluate, live, rig, train
 from thunder3d.cli.options import Parser
 from thunder3d.errors import ThunderError
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "animate any speech on a 3D face, export it, train and evaluate the models.")
     parser.add_argument("--version", action="version", version=f"thunder3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (animate, rig, data, train, evaluate):
+    for group in (animate, rig, data, train, evaluate, live):
         group.register(sub)
     return parser
 

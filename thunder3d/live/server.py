@@ -1,0 +1,265 @@
+"""``thunder3d serve``: a talker behind HTTP (Starlette on uvicorn).
+
+Routes::
+
+    GET  /health        200 {"status": "ok"} once the model is loaded
+    POST /v1/animate    the audio file as the body (anything load_audio reads); query parameters
+                        emotion, intensity (1-3), seed, samples, steps, format=json|csv|glb
+                        -> 200 {"fps": 25, "names": [52 ARKit names], "frames": [[52 floats], ...]}
+                           for sample 0, plus "samples": [[[...]]] when more than one was asked;
+                           or the Live Link CSV / GLB bytes of sample 0
+
+Every failure is a JSON body ``{"error": "one line"}``: 4xx for what the client sent (unknown or bad
+parameters, an empty, oversized, too long or unreadable body: each checked before any animation work),
+503 when the server is at its limit of waiting requests, never a traceback. The model runs on one
+worker thread, so requests are served one at a time in arrival order; at most
+:attr:`ServerConfig.max_pending` wait, the next ones are refused at once instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thunder3d.conditions import check_emotion, check_intensity
+from thunder3d.config import Config
+from thunder3d.constants import FPS
+from thunder3d.errors import ConfigError, LiveError, ThunderError
+
+log = logging.getLogger("thunder3d.serve")
+
+FORMATS = ("json", "csv", "glb")
+PARAMETERS = ("emotion", "intensity", "seed", "samples", "steps", "format")
+CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "glb": "model/gltf-binary"}
+
+
+@dataclass
+class ServerConfig(Config):
+    """Settings of ``thunder3d serve`` (also its command-line defaults).
+
+    Attributes:
+        host: interface to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+        port: TCP port.
+        max_mb: largest request body in MB (an upload over it is refused while it arrives).
+        max_seconds: longest audio in seconds.
+        max_samples: most animations one request may ask for.
+        max_steps: most sampling steps one request may ask for.
+        max_pending: requests that may wait for the model; more are refused with 503.
+    """
+
+    error = ConfigError
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_mb: float = 25.0
+    max_seconds: float = 600.0
+    max_samples: int = 4
+    max_steps: int = 50
+    max_pending: int = 8
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.port, int) and 0 <= self.port <= 65535):
+            raise ConfigError(f"port must be 0-65535, got {self.port!r}")
+        for name in ("max_mb", "max_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        for name in ("max_samples", "max_steps", "max_pending"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class RequestError(LiveError):
+    """What a client did wrong: answered with ``status`` and the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _integer(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise RequestError(f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_animate_query(params: dict[str, str], config: ServerConfig) -> dict[str, Any]:
+    """The options of ``POST /v1/animate`` from its query parameters, checked (:class:`RequestError`)."""
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise RequestError(f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(PARAMETERS)}")
+    fmt = params.get("format", "json")
+    if fmt not in FORMATS:
+        raise RequestError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        emotion = check_emotion(params["emotion"]) if params.get("emotion") else None
+        intensity = check_intensity(params["intensity"]) if params.get("intensity") else None
+    except ThunderError as exc:
+        raise RequestError(str(exc)) from None
+    return {"emotion": emotion, "intensity": intensity, "format": fmt,
+            "seed": _integer(params, "seed", 0, 0, 2**31 - 1),
+            "samples": _integer(params, "samples", 1, 1, config.max_samples),
+            "steps": _integer(params, "steps", 10, 1, config.max_steps)}
+
+
+class AnimateService:
+    """The model behind the routes: one worker thread, a bounded number of waiting requests."""
+
+    def __init__(self, animator, config: ServerConfig) -> None:
+        self.animator, self.config = animator, config
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thunder3d-model")
+        self._slots = threading.BoundedSemaphore(config.max_pending + 1)  # one running + the waiting ones
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, fn, *args):
+        """``fn(*args)`` on the model's thread; :class:`RequestError` 503 when too many wait."""
+        if not self._slots.acquire(blocking=False):
+            raise RequestError(f"the server is busy ({self.config.max_pending} requests waiting); retry later", 503)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        finally:
+            self._slots.release()
+
+    def animate(self, body: bytes, options: dict[str, Any]) -> tuple[bytes, str]:
+        """The response body and its content type for an uploaded audio file (runs on the worker)."""
+        from thunder3d.audio.io import load_audio
+        from thunder3d.errors import AudioError
+
+        with tempfile.TemporaryDirectory(prefix="thunder3d-serve-") as tmp:
+            path = Path(tmp) / "upload"
+            path.write_bytes(body)
+            try:
+                wav = load_audio(path, max_seconds=self.config.max_seconds)
+            except AudioError as exc:
+                raise RequestError(str(exc).replace(str(path), "the request body"), 422 if "long" not in str(exc)
+                                   else 413) from None
+            animations = self.animator.animate(wav, samples=options["samples"], emotion=options["emotion"],
+                                               intensity=options["intensity"], steps=options["steps"],
+                                               seed=options["seed"])
+            return _encode(self.animator, animations, options["format"], Path(tmp))
+
+
+def _encode(animator, animations, fmt: str, tmp: Path) -> tuple[bytes, str]:
+    from thunder3d.export.livelink import check_arkit_names
+
+    first = animations[0]
+    matrix = check_arkit_names(animator.names)  # [C, 52]: the model's layout -> ARKit order
+    if fmt == "json":
+        from thunder3d.rigs.arkit import ARKIT_NAMES
+
+        def frames(a) -> list:
+            return np.round((a.coeffs @ matrix).astype(np.float64), 6).tolist()
+
+        payload = {"fps": FPS, "names": list(ARKIT_NAMES), "frames": frames(first)}
+        if len(animations) > 1:
+            payload["samples"] = [frames(a) for a in animations]
+        return json.dumps(payload, separators=(",", ":")).encode(), CONTENT_TYPES["json"]
+    if fmt == "csv":
+        from thunder3d.export.livelink import write_arkit_csv
+
+        path = write_arkit_csv(tmp / "animation.csv", first.coeffs, names=animator.names, fps=first.fps)
+    else:
+        from thunder3d.export.glb import write_glb
+
+        path = write_glb(tmp / "animation.glb", animator.rig, first.coeffs, names=animator.names, fps=first.fps)
+    return path.read_bytes(), CONTENT_TYPES[fmt]
+
+
+def create_app(animator, config: ServerConfig | None = None):
+    """The Starlette application serving ``animator`` (a :class:`~thunder3d.inference.Animator`)."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    config = config or ServerConfig()
+    service = AnimateService(animator, config)
+    limit = int(config.max_mb * 1e6)
+
+    def error(message: str, status: int) -> JSONResponse:
+        return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def animate(request: Request) -> Response:
+        options = parse_animate_query(dict(request.query_params), config)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(f"the body is {int(declared) / 1e6:.1f} MB, more than the allowed {config.max_mb:g} MB",
+                               413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(f"the body is larger than the allowed {config.max_mb:g} MB", 413)
+        if not body:
+            raise RequestError("the body is empty: send the audio file as the request body")
+        content, media = await service.run(service.animate, bytes(body), options)
+        return Response(content, media_type=media)
+
+    async def on_request_error(request: Request, exc: RequestError) -> Response:
+        return error(str(exc), exc.status)
+
+    async def on_thunder_error(request: Request, exc: ThunderError) -> Response:
+        return error(str(exc), 422)
+
+    async def on_http_error(request: Request, exc: HTTPException) -> Response:
+        return error(exc.detail or "error", exc.status_code)
+
+    async def on_other(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):
+            return error("the client went away", 400)
+        log.exception("internal error on %s", request.url.path)  # the traceback stays in the server's log
+        return error(f"internal error ({type(exc).__name__}); the server's log has the details", 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
+    app = Starlette(routes=[Route("/health", health, methods=["GET"]),
+                            Route("/v1/animate", animate, methods=["POST"])],
+                    exception_handlers={RequestError: on_request_error, ThunderError: on_thunder_error,
+                                        HTTPException: on_http_error, Exception: on_other},
+                    lifespan=lifespan)
+    app.state.config, app.state.service = config, service
+    return app
+
+
+def make_server(animator, config: ServerConfig | None = None):
+    """A ``uvicorn.Server`` for ``animator``: ``.run()`` serves until interrupted (``.run(sockets=[...])``
+    serves already bound sockets instead of ``config.host:port``; ``.started`` tells when it listens,
+    ``.should_exit = True`` stops it)."""
+    import uvicorn
+
+    config = config or ServerConfig()
+    app = create_app(animator, config)
+    return uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                                         access_log=False, lifespan="on"))
+
+
+__all__ = ["AnimateService", "FORMATS", "RequestError", "ServerConfig", "create_app", "make_server",
+           "parse_animate_query"]
