@@ -9,7 +9,7 @@ import torch
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import ThunderError
 from thunder3d.inference import generate, plan_windows, seam_frames
-from thunder3d.inference.sampling import _window_features
+from thunder3d.inference.sampling import window_features
 from thunder3d.models.denoiser import DenoiserConfig
 from thunder3d.models.regressor import RegressorConfig
 from thunder3d.models.talker import TalkerModel
@@ -168,7 +168,7 @@ def test_audio_features_have_no_edge_effects_at_seams():
     t = np.arange(10 * 16000) / 16000
     wav = torch.from_numpy((0.3 * np.sin(2 * np.pi * 200 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32))
     full = model.encode_audio(wav[None], 250)
-    part = _window_features(model, wav, False, 250, 75, 175, 25, torch.device("cpu"))
+    part = window_features(model, wav, False, 250, 75, 175, 25, torch.device("cpu"))
     torch.testing.assert_close(part, full[:, 75:175], atol=1e-4, rtol=1e-4)
     x = generate(model, wav.numpy(), samples=1, seed=0, steps=2)
     assert x.shape == (1, 250, C)

@@ -196,3 +196,119 @@ def test_serve_command_starts_answers_and_stops(tmp_path, speech_wav):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, 130) and "Traceback" not in err  # 130: stopped by Ctrl+C
+
+
+# --------------------------------------------------------------------------- WebSocket streams
+@pytest.fixture(scope="module")
+def stream_server(tiny_talker):
+    from thunder3d.inference import Animator
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = make_server(Animator.from_pretrained(tiny_talker, device="cpu"),
+                      ServerConfig(max_streams=2, idle_seconds=3.0, max_message_kb=64))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"ws://127.0.0.1:{sock.getsockname()[1]}/v1/stream"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _pcm(seconds, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    wav = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + rng.normal(0, 0.01, t.size)
+    return (wav * 32767).astype("<i2").tobytes()
+
+
+def _drain(ws):
+    """Messages until the end message (or an error)."""
+    got = []
+    while True:
+        message = json.loads(ws.recv(timeout=60))
+        got.append(message)
+        if message["type"] in ("end", "error"):
+            return got
+
+
+def test_stream_contract_end_to_end(stream_server):
+    from websockets.sync.client import connect
+
+    pcm = _pcm(1.5)
+    with connect(stream_server) as ws:
+        ws.send(json.dumps({"type": "start", "sample_rate": 16000, "emotion": "happy", "intensity": 2, "seed": 5}))
+        start = json.loads(ws.recv(timeout=30))
+        assert start["type"] == "start" and start["fps"] == 25 and start["names"] == list(ARKIT_NAMES)
+        assert start["lookahead_ms"] == 120
+        for i in range(0, len(pcm), 640):  # 20 ms chunks
+            ws.send(pcm[i:i + 640])
+        ws.send(json.dumps({"type": "end"}))
+        messages = _drain(ws)
+        frames = [m for m in messages if m["type"] == "frame"]
+        assert messages[-1] == {"type": "end", "frames": round(1.5 * 25)} and len(frames) == round(1.5 * 25)
+        assert [f["index"] for f in frames] == list(range(len(frames)))
+        assert all(f["time"] == f["index"] / 25 and len(f["weights"]) == 52 for f in frames)
+        # reset: a new utterance on the same socket, same settings: the same frames again
+        ws.send(json.dumps({"type": "reset"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "start"
+        ws.send(pcm)
+        ws.send(json.dumps({"type": "end"}))
+        again = [m for m in _drain(ws) if m["type"] == "frame"]
+        assert [f["weights"] for f in again] == [f["weights"] for f in frames]
+
+
+@pytest.mark.parametrize("first, expected", [
+    ({"type": "start", "sample_rate": "fast"}, "sample_rate"),
+    ({"type": "start", "seed": 1.5}, "seed"),
+    ({"type": "start", "emotion": "bored"}, "emotion"),
+    ({"type": "start", "colour": 1}, "unknown start field"),
+    ({"type": "dance"}, "unknown message type"),
+    ({"type": "end"}, "end without a stream"),
+    ("not json", "JSON"),
+    (b"abc", "2-byte"),
+])
+def test_stream_faults_get_an_error_and_a_close(stream_server, first, expected):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(stream_server) as ws:
+        ws.send(first if isinstance(first, (str, bytes)) else json.dumps(first))
+        message = json.loads(ws.recv(timeout=30))
+        if isinstance(first, bytes):  # audio without a start message starts a stream with the defaults
+            assert message["type"] == "start"
+            message = json.loads(ws.recv(timeout=30))
+        assert message["type"] == "error" and expected in message["error"] and "Traceback" not in message["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+        assert closed.value.rcvd.code in (1003, 1008)
+
+
+def test_stream_limits_and_a_vanished_client(stream_server):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(stream_server) as a, connect(stream_server) as b:
+        with connect(stream_server) as c:  # over max_streams=2
+            refused = json.loads(c.recv(timeout=30))
+            assert refused["type"] == "error" and "limit of 2 streams" in refused["error"]
+        b.send(bytes(128 * 1024))  # over max_message_kb=64
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                b.recv(timeout=30)
+        assert closed.value.rcvd.code == 1009
+        idle = json.loads(a.recv(timeout=30))  # nothing sent for 3 s
+        assert idle["type"] == "error" and "no message for 3 s" in idle["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            a.recv(timeout=30)
+        assert closed.value.rcvd.code == 1000
+    with connect(stream_server) as ws:  # start, send audio, vanish mid-stream
+        ws.send(json.dumps({"type": "start"}))
+        ws.send(_pcm(1.0))
+    with connect(stream_server) as d:  # the server still streams to others
+        d.send(_pcm(0.5))
+        d.send(json.dumps({"type": "end"}))
+        messages = _drain(d)
+        assert messages[0]["type"] == "start" and messages[-1] == {"type": "end", "frames": round(0.5 * 25)}

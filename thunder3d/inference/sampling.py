@@ -124,7 +124,7 @@ def _as_input(audio: Any, audio_dim: int) -> tuple[Tensor, bool]:
                        f"{tuple(x.shape)}")
 
 
-def _window_features(model: TalkerModel, source: Tensor, is_features: bool, total: int, start: int,
+def window_features(model: TalkerModel, source: Tensor, is_features: bool, total: int, start: int,
                      end: int, context: int, device: torch.device, phones: Tensor | None = None,
                      pretrained: Tensor | None = None) -> Tensor:
     """Features ``[1, end - start, D_a]`` of frames ``[start, end)``, computed with ``context``
@@ -217,26 +217,15 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
             sampler.set_timesteps(int(steps))
         for win in plan:
             length = win.end - win.start
-            feats = _window_features(model, source, is_features, total, win.start, win.end, ctx, device,
+            feats = window_features(model, source, is_features, total, win.start, win.end, ctx, device,
                                      phones, pretrained)
             feats = feats.expand(samples, -1, -1)
             labels = {"emotion": torch.full((samples,), e, device=device),
                       "intensity": torch.full((samples,), i, device=device),
                       "style": torch.full((samples,), s, device=device)}
             scales = {"audio_scale": audio_scale, "cond_scale": cond_scale, "mode": mode}
-            if deterministic:
-                x = model.predict(feats, None, **labels, **scales)
-            else:
-                known = known_mask = None
-                if win.known:
-                    known = torch.zeros(samples, length, C, device=device)
-                    known[:, : win.known] = out[:, win.start: win.start + win.known].to(device)
-                    known_mask = torch.zeros(samples, length, dtype=torch.bool, device=device)
-                    known_mask[:, : win.known] = True
-                x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales),
-                           (samples, length, C), sampler, known=known, known_mask=known_mask, eta=eta,
-                           device=device, noise=lambda: noise(length))
-            x = x.float().cpu()
+            x = sample_window(model, feats, labels, scales, out[:, win.start: win.start + win.known],
+                              None if deterministic else sampler, lambda: noise(length), eta=eta)
             a, b = win.start + win.known, win.new_from  # the cross-faded frames [a, b)
             if b > a:
                 alpha = torch.arange(1, b - a + 1, dtype=torch.float32)[None, :, None] / (b - a + 1)
@@ -250,6 +239,35 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
+def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], scales: dict[str, Any],
+                  known: Tensor, sampler: DDIMSampler | None, noise, eta: float = 0.0) -> Tensor:
+    """One window of ``S`` samples, ``[S, L, C]`` normalised on the CPU: the one step that
+    :func:`generate` and the streaming animator repeat.
+
+    Args:
+        feats: ``[S, L, D_a]`` audio features of the window.
+        labels: ``emotion``, ``intensity``, ``style``, each ``[S]``.
+        scales: ``audio_scale``, ``cond_scale``, ``mode`` (classifier-free guidance).
+        known: ``[S, K, C]`` the window's first ``K`` frames, already generated (imposed by
+            inpainting; ``K`` may be 0).
+        sampler: the DDIM sampler with its timesteps set (None for a deterministic model).
+        noise: draws ``[S, L, C]`` standard normal noise.
+    """
+    S, L = feats.shape[:2]
+    if sampler is None:
+        return model.predict(feats, None, **labels, **scales).float().cpu()
+    device, K, C = feats.device, known.shape[1], model.coeff_dim
+    imposed = mask = None
+    if K:
+        imposed = torch.zeros(S, L, C, device=device)
+        imposed[:, :K] = known.to(device)
+        mask = torch.zeros(S, L, dtype=torch.bool, device=device)
+        mask[:, :K] = True
+    x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales), (S, L, C), sampler,
+               known=imposed, known_mask=mask, eta=eta, device=device, noise=noise)
+    return x.float().cpu()
+
+
 def seam_frames(plan: Sequence[Window]) -> list[int]:
     """Frame-difference indices ``d`` (``x[d + 1] - x[d]``) touched by a seam: from the last known
     frame of each later window through its first new frame."""
@@ -259,4 +277,4 @@ def seam_frames(plan: Sequence[Window]) -> list[int]:
     return sorted(set(seams))
 
 
-__all__ = ["Window", "generate", "plan_windows", "seam_frames"]
+__all__ = ["Window", "generate", "plan_windows", "sample_window", "seam_frames", "window_features"]

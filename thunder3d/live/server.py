@@ -41,6 +41,7 @@ log = logging.getLogger("thunder3d.serve")
 
 FORMATS = ("json", "csv", "glb")
 PARAMETERS = ("emotion", "intensity", "seed", "samples", "steps", "format")
+DRAIN = 4  # an oversized body is read (and dropped) up to this many times the limit before the 413
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "glb": "model/gltf-binary"}
 
 
@@ -56,6 +57,9 @@ class ServerConfig(Config):
         max_samples: most animations one request may ask for.
         max_steps: most sampling steps one request may ask for.
         max_pending: requests that may wait for the model; more are refused with 503.
+        max_streams: WebSocket streams at once; more are refused (close code 1013).
+        idle_seconds: a stream that sends nothing for this long is closed.
+        max_message_kb: largest WebSocket message in kB (larger: closed with code 1009).
     """
 
     error = ConfigError
@@ -67,15 +71,18 @@ class ServerConfig(Config):
     max_samples: int = 4
     max_steps: int = 50
     max_pending: int = 8
+    max_streams: int = 4
+    idle_seconds: float = 30.0
+    max_message_kb: int = 512
 
     def __post_init__(self) -> None:
         if not (isinstance(self.port, int) and 0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port!r}")
-        for name in ("max_mb", "max_seconds"):
+        for name in ("max_mb", "max_seconds", "idle_seconds"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        for name in ("max_samples", "max_steps", "max_pending"):
+        for name in ("max_samples", "max_steps", "max_pending", "max_streams", "max_message_kb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -186,7 +193,137 @@ def _encode(animator, animations, fmt: str, tmp: Path) -> tuple[bytes, str]:
     return path.read_bytes(), CONTENT_TYPES[fmt]
 
 
-def create_app(animator, config: ServerConfig | None = None):
+START_FIELDS = {"type": str, "sample_rate": int, "emotion": (str, type(None)), "intensity": (int, type(None)),
+                "seed": int}
+
+
+def parse_start(message: dict[str, Any], animator, stream_config):
+    """A :class:`~thunder3d.inference.streaming.Stream` for a ``start`` message (every field optional);
+    :class:`RequestError` naming what is wrong."""
+    from thunder3d.inference.streaming import Stream
+
+    unknown = sorted(set(message) - set(START_FIELDS))
+    if unknown:
+        raise RequestError(f"unknown start field(s) {', '.join(unknown)}; valid: {', '.join(START_FIELDS)}")
+    for key, kind in START_FIELDS.items():
+        value = message.get(key)
+        if key in message and (not isinstance(value, kind) or isinstance(value, bool)):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise RequestError(f"start field {key!r} must be {names.replace('NoneType', 'null')}, got {value!r}")
+    try:
+        return Stream(animator, stream_config, sample_rate=message.get("sample_rate", 16000),
+                      emotion=message.get("emotion"), intensity=message.get("intensity"), seed=message.get("seed", 0))
+    except ThunderError as exc:
+        raise RequestError(str(exc)) from None
+
+
+class StreamService:
+    """The WebSocket streams: a bounded number at once, each computing on a thread pool of that size."""
+
+    def __init__(self, animator, config: ServerConfig, stream_config) -> None:
+        from thunder3d.export.livelink import check_arkit_names
+
+        self.animator, self.config, self.stream_config = animator, config, stream_config
+        self.matrix = check_arkit_names(animator.names)  # [C, 52]
+        self.active = 0
+        self._pool = ThreadPoolExecutor(max_workers=config.max_streams, thread_name_prefix="thunder3d-stream")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def serve(self, ws) -> None:
+        """One client, from accept to close (module docstring of the protocol)."""
+        from starlette.websockets import WebSocketDisconnect
+
+        if self.active >= self.config.max_streams:
+            await ws.accept()
+            await _refuse(ws, f"the server is at its limit of {self.config.max_streams} streams; retry later", 1013)
+            return
+        self.active += 1  # counted before the handshake completes, so the next client already sees it
+        try:
+            await ws.accept()
+            await self._session(ws)
+        except WebSocketDisconnect:
+            pass  # the client went away: nothing to tell it
+        except RequestError as exc:
+            await _refuse(ws, str(exc), exc.status)
+        except Exception:  # a bug: the client gets one line, the log the traceback
+            log.exception("internal error in a stream")
+            await _refuse(ws, "internal error; the server's log has the details", 1011)
+        finally:
+            self.active -= 1
+
+    async def _session(self, ws) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        loop = asyncio.get_running_loop()
+        stream, start = None, {}
+        while True:
+            try:
+                message = await asyncio.wait_for(ws.receive(), timeout=self.config.idle_seconds)
+            except asyncio.TimeoutError:
+                raise RequestError(f"no message for {self.config.idle_seconds:g} s; closing", 1000) from None
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                if stream is None:  # audio without a start message: the defaults
+                    stream = await self._start(ws, {})
+                try:
+                    frames = await loop.run_in_executor(self._pool, stream.push, data, True)
+                except ThunderError as exc:
+                    raise RequestError(str(exc), 1003) from None
+                await self._send_frames(ws, frames, stream.sent - len(frames))
+                continue
+            try:
+                request = json.loads(text or "")
+            except ValueError:
+                raise RequestError("text messages must be JSON objects with a type: start, end or reset",
+                                   1003) from None
+            kind = request.get("type") if isinstance(request, dict) else None
+            if kind == "start":
+                if stream is not None:
+                    raise RequestError("a stream is running: send end (or reset) before a new start", 1008)
+                start = request
+                stream = await self._start(ws, start)
+            elif kind == "reset":
+                stream = await self._start(ws, start)
+            elif kind == "end":
+                if stream is None:
+                    raise RequestError("end without a stream: send start and audio first", 1008)
+                frames = await loop.run_in_executor(self._pool, stream.end)
+                await self._send_frames(ws, frames, stream.sent - len(frames))
+                await ws.send_json({"type": "end", "frames": stream.sent})
+                stream = None
+            else:
+                raise RequestError(f"unknown message type {kind!r}; valid: start, end, reset", 1008)
+
+    async def _start(self, ws, message: dict[str, Any]):
+        stream = parse_start(message, self.animator, self.stream_config)
+        from thunder3d.rigs.arkit import ARKIT_NAMES
+
+        await ws.send_json({"type": "start", "fps": FPS, "names": list(ARKIT_NAMES),
+                            "lookahead_ms": stream.lookahead_ms})
+        return stream
+
+    async def _send_frames(self, ws, frames: np.ndarray, first: int) -> None:
+        weights = np.round((frames @ self.matrix).astype(np.float64), 6)
+        for k, row in enumerate(weights.tolist()):
+            i = first + k
+            await ws.send_text(json.dumps({"type": "frame", "index": i, "time": i / FPS, "weights": row},
+                                          separators=(",", ":")))
+
+
+async def _refuse(ws, message: str, code: int) -> None:
+    """Tell the client why in one line, then close with ``code``; quietly if it is already gone."""
+    try:
+        await ws.send_json({"type": "error", "error": " ".join(message.split())})
+        await ws.close(code=code if code >= 1000 else 1008)
+    except Exception:  # noqa: BLE001 - the socket may be closed already
+        pass
+
+
+def create_app(animator, config: ServerConfig | None = None, stream_config=None):
     """The Starlette application serving ``animator`` (a :class:`~thunder3d.inference.Animator`)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -194,8 +331,11 @@ def create_app(animator, config: ServerConfig | None = None):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    from starlette.routing import WebSocketRoute
+
     config = config or ServerConfig()
     service = AnimateService(animator, config)
+    streams = None if animator.model.uses_phones else StreamService(animator, config, stream_config)
     limit = int(config.max_mb * 1e6)
 
     def error(message: str, status: int) -> JSONResponse:
@@ -206,15 +346,15 @@ def create_app(animator, config: ServerConfig | None = None):
 
     async def animate(request: Request) -> Response:
         options = parse_animate_query(dict(request.query_params), config)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise RequestError(f"the body is {int(declared) / 1e6:.1f} MB, more than the allowed {config.max_mb:g} MB",
-                               413)
-        body = bytearray()
+        body, size = bytearray(), 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(f"the body is larger than the allowed {config.max_mb:g} MB", 413)
+            size += len(chunk)
+            if size <= limit:
+                body += chunk
+            elif size > DRAIN * limit:  # refuse now; the client may only see the connection close
+                break
+        if size > limit:  # the rest was read and dropped, so the client can read the answer
+            raise RequestError(f"the body is larger than the allowed {config.max_mb:g} MB", 413)
         if not body:
             raise RequestError("the body is empty: send the audio file as the request body")
         content, media = await service.run(service.animate, bytes(body), options)
@@ -235,13 +375,24 @@ def create_app(animator, config: ServerConfig | None = None):
         log.exception("internal error on %s", request.url.path)  # the traceback stays in the server's log
         return error(f"internal error ({type(exc).__name__}); the server's log has the details", 500)
 
+    async def stream(ws) -> None:
+        if streams is None:
+            await ws.accept()
+            await _refuse(ws, "this model reads recognised phones and cannot stream; serve a whisper or mel model",
+                          1011)
+            return
+        await streams.serve(ws)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         service.close()
+        if streams is not None:
+            streams.close()
 
     app = Starlette(routes=[Route("/health", health, methods=["GET"]),
-                            Route("/v1/animate", animate, methods=["POST"])],
+                            Route("/v1/animate", animate, methods=["POST"]),
+                            WebSocketRoute("/v1/stream", stream)],
                     exception_handlers={RequestError: on_request_error, ThunderError: on_thunder_error,
                                         HTTPException: on_http_error, Exception: on_other},
                     lifespan=lifespan)
@@ -249,17 +400,18 @@ def create_app(animator, config: ServerConfig | None = None):
     return app
 
 
-def make_server(animator, config: ServerConfig | None = None):
+def make_server(animator, config: ServerConfig | None = None, stream_config=None):
     """A ``uvicorn.Server`` for ``animator``: ``.run()`` serves until interrupted (``.run(sockets=[...])``
     serves already bound sockets instead of ``config.host:port``; ``.started`` tells when it listens,
     ``.should_exit = True`` stops it)."""
     import uvicorn
 
     config = config or ServerConfig()
-    app = create_app(animator, config)
+    app = create_app(animator, config, stream_config)
     return uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                         access_log=False, lifespan="on"))
+                                         access_log=False, lifespan="on", ws="websockets-sansio",
+                                         ws_max_size=config.max_message_kb * 1024))
 
 
-__all__ = ["AnimateService", "FORMATS", "RequestError", "ServerConfig", "create_app", "make_server",
-           "parse_animate_query"]
+__all__ = ["AnimateService", "FORMATS", "RequestError", "ServerConfig", "StreamService", "create_app", "make_server",
+           "parse_animate_query", "parse_start"]
