@@ -80,3 +80,47 @@ def test_sender_reaches_a_receiver_on_loopback():
     assert {p.subject for p in got} == {"Talker"} and len({p.device_id for p in got}) == 1
     for p, w in zip(got, frames):
         np.testing.assert_array_equal(p.weights, w)
+
+
+def test_stream_command_sends_every_frame_to_live_link(tiny_talker, tiny_corpus, tmp_path, capsys):
+    from thunder3d.cli import main
+    from thunder3d.data.clip import load_clip
+    from thunder3d.data.import_livelink import read_livelink_csv
+    import soundfile as sf
+
+    clip = load_clip(tiny_corpus, "syn000002")
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, clip.audio, 16000)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    out = tmp_path / "frames.csv"
+    code = main(["stream", str(wav), "--model", str(tiny_talker), "--livelink",
+                 f"127.0.0.1:{receiver.getsockname()[1]}", "--subject", "Tester", "-o", str(out), "--threads", "1"])
+    assert code == 0
+    frames = round(clip.audio.size / 640)
+    packets = [decode_packet(receiver.recv(2048)) for _ in range(frames)]
+    receiver.close()
+    assert [p.frame - packets[0].frame for p in packets] == list(range(frames))
+    assert {p.subject for p in packets} == {"Tester"}
+    csv_frames = read_livelink_csv(out)[0]  # [T, 52] in ARKit order
+    assert csv_frames.shape == (frames, 52)
+    np.testing.assert_allclose(csv_frames, np.stack([p.weights for p in packets]), atol=1e-6)
+    assert f"{frames} frames" in capsys.readouterr().out
+
+
+def test_stream_command_errors_are_one_line(tmp_path, capsys):
+    from thunder3d.cli import main
+
+    assert main(["stream", "--livelink", "127.0.0.1:11111"]) == 2
+    assert "a speech file or --mic" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "missing.wav"), "--livelink", "127.0.0.1:11111"]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "x.wav")]) == 2
+    assert "--livelink" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "x.wav"), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert ".csv" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "x.wav"), "--livelink", "nowhere:port"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert main(["stream", str(tmp_path / "x.wav"), "-o", str(tmp_path / "x.csv"), "--block", "0"]) == 2
+    assert "block" in capsys.readouterr().err

@@ -46,8 +46,8 @@ class StreamConfig(Config):
     Attributes:
         lookahead_ms: future audio the model hears beyond a frame, in ms (rounded to whole frames).
         block: frames generated per model call (fewer: lower latency, more compute).
-        context: past frames each window starts with (imposed), and seconds of past audio its
-            features see, in frames.
+        context: past frames each window starts with (imposed by inpainting); the window's audio
+            features also hear this many frames of audio before it.
         steps: DDIM steps per block.
         guidance: audio guidance scale (None: the model's own).
     """
@@ -80,40 +80,50 @@ class _Resampler:
     """Audio of any rate to 16 kHz, in whole frames, the same whatever the chunking: frame ``j`` is
     resampled from a source window with a margin on both sides, aligned to the polyphase grid."""
 
-    MARGIN = 64  # source samples beyond each side of a frame's span (> the filter's half length)
-
     def __init__(self, rate: int) -> None:
-        from thunder3d.audio.io import _resample_ratio
+        from thunder3d.audio.io import _FILTER_HALF_WIDTH, _resample_ratio
 
         self.rate = rate
         self.up, self.down = _resample_ratio(rate, SAMPLE_RATE)
-        self.source = np.zeros(0, np.float32)  # every sample received (at the source rate)
+        # source samples read beyond each side of a span: more than resample_poly's filter reaches
+        self.margin = -(-_FILTER_HALF_WIDTH * max(self.up, self.down) // self.up) + 8
+        self.source = np.zeros(0, np.float32)  # samples received (at the source rate) from `offset` on
+        self.offset = 0
+        self.received = 0
 
     def push(self, samples: np.ndarray) -> None:
         self.source = np.concatenate([self.source, samples])
+        self.received += samples.size
 
     @property
     def total_16k(self) -> int:
         """16 kHz samples the source amounts to so far."""
-        return self.source.size * self.up // self.down
+        return self.received * self.up // self.down
+
+    def forget(self, frame: int) -> None:
+        """Drop the source before what frame ``frame`` and later ones need (a long stream's memory stays flat)."""
+        first = frame * SAMPLES_PER_FRAME * self.down // self.up - self.margin - self.down
+        drop = max(0, first // self.down * self.down - self.offset)  # stay on the grid
+        if drop:
+            self.source, self.offset = self.source[drop:], self.offset + drop
 
     def frames(self, start: int, end: int, final: bool = False) -> np.ndarray | None:
         """16 kHz samples of frames ``[start, end)``, or None while the source lacks the margin after them
         (``final``: the source is complete; zeros beyond it)."""
+        a16, b16 = start * SAMPLES_PER_FRAME, end * SAMPLES_PER_FRAME
         if self.up == self.down:
-            a, b = start * SAMPLES_PER_FRAME, end * SAMPLES_PER_FRAME
-            if b > self.source.size and not final:
+            if b16 > self.received and not final:
                 return None
-            out = self.source[a:b]
-            return np.pad(out, (0, b - a - out.size))
+            out = self.source[a16 - self.offset: b16 - self.offset]
+            return np.pad(out, (0, b16 - a16 - out.size))
         from scipy.signal import resample_poly
 
-        a16, b16 = start * SAMPLES_PER_FRAME, end * SAMPLES_PER_FRAME
-        lo = max(0, (a16 * self.down // self.up - self.MARGIN) // self.down * self.down)  # on the grid
-        hi = -(-b16 * self.down // self.up) + self.MARGIN
-        if hi > self.source.size and not final:
+        lo = max(0, (a16 * self.down // self.up - self.margin) // self.down * self.down)  # on the grid
+        hi = -(-b16 * self.down // self.up) + self.margin
+        if hi > self.received and not final:
             return None
-        part = np.pad(self.source[lo:hi], (0, max(0, hi - max(lo, self.source.size))))
+        part = self.source[lo - self.offset: hi - self.offset]
+        part = np.pad(part, (0, hi - lo - part.size))
         out = resample_poly(part, self.up, self.down).astype(np.float32)
         offset = lo * self.up // self.down
         return out[a16 - offset: b16 - offset]
@@ -223,6 +233,7 @@ class Stream:
         if keep_from > self._audio_start:  # forget audio no window will read again
             self._audio = self._audio[(keep_from - self._audio_start) * SAMPLES_PER_FRAME:]
             self._audio_start = keep_from
+            self._resampler.forget(max(have, end))  # the next fetch starts there
         return True
 
     def _block(self, n: int, e: int) -> torch.Tensor:

@@ -60,6 +60,7 @@ class ServerConfig(Config):
         max_streams: WebSocket streams at once; more are refused (close code 1013).
         idle_seconds: a stream that sends nothing for this long is closed.
         max_message_kb: largest WebSocket message in kB (larger: closed with code 1009).
+        livelink: also send every streamed frame to this HOST:PORT as Live Link Face UDP (Unreal Engine).
     """
 
     error = ConfigError
@@ -74,6 +75,7 @@ class ServerConfig(Config):
     max_streams: int = 4
     idle_seconds: float = 30.0
     max_message_kb: int = 512
+    livelink: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.port, int) and 0 <= self.port <= 65535):
@@ -86,6 +88,10 @@ class ServerConfig(Config):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.livelink is not None:
+            from thunder3d.live.livelink import parse_address
+
+            parse_address(self.livelink)
 
 
 class RequestError(LiveError):
@@ -227,9 +233,16 @@ class StreamService:
         self.matrix = check_arkit_names(animator.names)  # [C, 52]
         self.active = 0
         self._pool = ThreadPoolExecutor(max_workers=config.max_streams, thread_name_prefix="thunder3d-stream")
+        self.livelink = None
+        if config.livelink is not None:
+            from thunder3d.live.livelink import LiveLinkSender
+
+            self.livelink = LiveLinkSender(config.livelink)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.livelink is not None:
+            self.livelink.close()
 
     async def serve(self, ws) -> None:
         """One client, from accept to close (module docstring of the protocol)."""
@@ -310,6 +323,8 @@ class StreamService:
         weights = np.round((frames @ self.matrix).astype(np.float64), 6)
         for k, row in enumerate(weights.tolist()):
             i = first + k
+            if self.livelink is not None:
+                self.livelink.send(weights[k])
             await ws.send_text(json.dumps({"type": "frame", "index": i, "time": i / FPS, "weights": row},
                                           separators=(",", ":")))
 
