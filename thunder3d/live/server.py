@@ -42,6 +42,7 @@ log = logging.getLogger("thunder3d.serve")
 FORMATS = ("json", "csv", "glb")
 PARAMETERS = ("emotion", "intensity", "seed", "samples", "steps", "format")
 DRAIN = 4  # an oversized body is read (and dropped) up to this many times the limit before the 413
+STATIC = Path(__file__).resolve().parent / "static"  # the live avatar page and the vendored three.js
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "glb": "model/gltf-binary"}
 
 
@@ -338,13 +339,29 @@ async def _refuse(ws, message: str, code: int) -> None:
         pass
 
 
+def _head_glb(animator) -> bytes:
+    """The animator's rig at rest as GLB bytes: the page's head, one morph target per coefficient."""
+    import dataclasses
+
+    from thunder3d.export.glb import coefficient_morphs, encode_glb
+    from thunder3d.rigs import LinearBlendshapeRig
+    from thunder3d.rigs.arkit import arkit_name
+
+    if not isinstance(animator.rig, LinearBlendshapeRig):
+        raise RequestError(f"the rig {animator.rig.spec!r} has no blendshapes to show in a browser", 404)
+    morphs = coefficient_morphs(animator.rig, np.zeros((1, animator.rig.num_coeffs), np.float32), FPS)
+    names = [arkit_name(n) or n for n in morphs.target_names]  # the page drives them by their ARKit names
+    return encode_glb(dataclasses.replace(morphs, target_names=names), {"generator": "thunder3d serve"})
+
+
 def create_app(animator, config: ServerConfig | None = None, stream_config=None):
     """The Starlette application serving ``animator`` (a :class:`~thunder3d.inference.Animator`)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
 
     from starlette.routing import WebSocketRoute
 
@@ -405,9 +422,22 @@ def create_app(animator, config: ServerConfig | None = None, stream_config=None)
         if streams is not None:
             streams.close()
 
-    app = Starlette(routes=[Route("/health", health, methods=["GET"]),
+    head: list[bytes] = []
+
+    async def head_glb(request: Request) -> Response:
+        if not head:  # made once, on first use: the target rig at rest, one morph target per coefficient
+            head.append(await asyncio.get_running_loop().run_in_executor(None, _head_glb, animator))
+        return Response(head[0], media_type=CONTENT_TYPES["glb"])
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    app = Starlette(routes=[Route("/", page, methods=["GET"]),
+                            Route("/health", health, methods=["GET"]),
+                            Route("/v1/head.glb", head_glb, methods=["GET"]),
                             Route("/v1/animate", animate, methods=["POST"]),
-                            WebSocketRoute("/v1/stream", stream)],
+                            WebSocketRoute("/v1/stream", stream),
+                            Mount("/static", StaticFiles(directory=STATIC), name="static")],
                     exception_handlers={RequestError: on_request_error, ThunderError: on_thunder_error,
                                         HTTPException: on_http_error, Exception: on_other},
                     lifespan=lifespan)
