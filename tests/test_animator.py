@@ -262,6 +262,6 @@ def test_packed_guidance_is_the_default(run, tmp_path):
     default = animator.animate(wav, seed=1, steps=2)[0].coeffs
     np.testing.assert_array_equal(default, animator.animate(wav, seed=1, steps=2, guidance=2.5)[0].coeffs)
     assert not np.array_equal(default, animator.animate(wav, seed=1, steps=2, guidance=1.0)[0].coeffs)
-    model = load_talker(packed)[0]
-    np.testing.assert_array_equal(generate(model, wav, seed=1, steps=2)[0], default)
+    model = load_talker(packed)[0]  # torch; the Animator runs the denoiser with onnxruntime
+    np.testing.assert_allclose(generate(model, wav, seed=1, steps=2)[0], default, atol=1e-5)
     assert main(["pack", str(run), "-o", str(tmp_path / "bad"), "--guidance", "nan"]) == 2

@@ -312,3 +312,36 @@ def test_stream_limits_and_a_vanished_client(stream_server):
         d.send(json.dumps({"type": "end"}))
         messages = _drain(d)
         assert messages[0]["type"] == "start" and messages[-1] == {"type": "end", "frames": round(0.5 * 25)}
+
+
+def test_fifty_connections_at_once_are_served_or_refused(stream_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from websockets.sync.client import connect
+
+    from websockets.exceptions import ConnectionClosed
+
+    def attempt(k: int) -> str:
+        with connect(stream_server, open_timeout=60) as ws:
+            try:
+                ws.send(_pcm(0.2, seed=k))
+                ws.send(json.dumps({"type": "end"}))
+            except ConnectionClosed:  # refused before it could send: the refusal is still there to read
+                pass
+            messages = []
+            try:
+                while not messages or messages[-1]["type"] not in ("end", "error"):
+                    messages.append(json.loads(ws.recv(timeout=60)))
+            except ConnectionClosed:
+                pass
+            return "served" if messages[-1]["type"] == "end" else messages[-1]["error"]
+
+    with ThreadPoolExecutor(50) as pool:
+        outcomes = list(pool.map(attempt, range(50)))
+    served = outcomes.count("served")
+    refused = [o for o in outcomes if o != "served"]
+    assert served >= 2 and all("limit of 2 streams" in o for o in refused), set(refused)
+    with connect(stream_server) as ws:  # and it still serves afterwards
+        ws.send(_pcm(0.3))
+        ws.send(json.dumps({"type": "end"}))
+        assert _drain(ws)[-1] == {"type": "end", "frames": round(0.3 * 25)}

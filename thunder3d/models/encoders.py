@@ -737,9 +737,20 @@ class WhisperEncoder(AudioEncoder):
         """``[B, N]`` -> the pretrained encoder's features, two per frame: ``[B, T, 768]``."""
         from thunder3d.audio.whisper import whisper_features
 
+        encoder = self.backbone if self._options["trainable"] else None
+        if encoder is None and wav.device.type == "cpu":
+            encoder = self.__dict__.get("_runtime_backbone")  # onnxruntime (use_onnx), or None
         return whisper_features(wav, frames, model=self._options["model"], chunk=self._options["chunk"],
-                                context=self._options["context"],
-                                encoder=self.backbone if self._options["trainable"] else None)
+                                context=self._options["context"], encoder=encoder)
+
+    def use_onnx(self, enabled: bool = True) -> None:
+        """Compute the frozen backbone's features with onnxruntime on the CPU (:mod:`thunder3d.models.onnx`)."""
+        from thunder3d.audio.whisper import shared_encoder
+        from thunder3d.models import onnx
+
+        self.__dict__["_runtime_backbone"] = None
+        if enabled and self.frozen and onnx.available():
+            self.__dict__["_runtime_backbone"] = onnx.onnx_whisper(shared_encoder(self._options["model"]))
 
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None,
                pretrained: Tensor | None = None) -> Tensor:

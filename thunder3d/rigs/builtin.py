@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,9 @@ def builtin_arrays() -> HeadArrays:
     """The generated head, built once per process (or read from the disk cache, module docstring)."""
     sources = sorted(Path(__file__).parent.joinpath("_head").glob("*.py"))
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
-    cache = Path(os.environ.get("THUNDER3D_CACHE") or Path.home() / ".cache" / "thunder3d") / f"builtin-{key}.npz"
+    from thunder3d.utils.io import cache_dir
+
+    cache = cache_dir() / f"builtin-{key}.npz"
     try:
         with np.load(cache, allow_pickle=False) as data:
             return _from_npz(data)

@@ -415,7 +415,9 @@ def convert_ict(src: str | os.PathLike, out: str | os.PathLike) -> Path:
 def _cache_path(src: Path, cache_dir: str | os.PathLike | None) -> Path:
     """Cache file of an upstream folder or archive, keyed by its files' names, sizes and times."""
     if cache_dir is None:
-        cache_dir = os.environ.get("THUNDER3D_CACHE") or Path.home() / ".cache" / "thunder3d"
+        from thunder3d.utils.io import cache_dir as default_cache
+
+        cache_dir = default_cache()
     digest = hashlib.sha256(f"ict-format-{FORMAT_VERSION}".encode())
     files = [src] if src.is_file() else _source_files(find_model_dir(src))
     for path in files:

@@ -48,3 +48,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def cache_dir() -> Path:
+    """Where derived files are cached (the built-in head's arrays, converted rigs, runtime graphs):
+    ``$THUNDER3D_CACHE``, default ``~/.cache/thunder3d``."""
+    return Path(os.environ.get("THUNDER3D_CACHE") or Path.home() / ".cache" / "thunder3d")
+
