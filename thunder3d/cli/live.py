@@ -16,6 +16,15 @@ STREAM_OPTIONS = ("lookahead_ms", "block", "context", "steps", "guidance")
 CHUNK = 320  # 20 ms of 16 kHz audio per push, as a live source delivers it
 
 
+def _one_thread_unless_asked(args: argparse.Namespace) -> None:
+    """Streams run their small windows fastest on one thread each (two threads per stream cost 2.7x the
+    CPU on 2 cores, benchmarks/stream.py); concurrent streams and requests use the other cores."""
+    if not args.threads:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from thunder3d.inference import Animator
     from thunder3d.inference.streaming import StreamConfig
@@ -30,6 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sock.bind(info[4])
     except OSError as exc:
         raise ThunderError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc})") from None
+    _one_thread_unless_asked(args)
     animator = Animator.from_pretrained(args.model, device=args.device)
     host, port = sock.getsockname()[:2]
     print(f"serving {animator.path or 'the shipped model'} on http://{host}:{port} "
@@ -124,6 +134,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from thunder3d.live.livelink import LiveLinkSender
 
         sender = LiveLinkSender(args.livelink, subject=args.subject)
+    _one_thread_unless_asked(args)
     animator = Animator.from_pretrained(args.model, device=args.device)
     stream = Stream(animator, config, emotion=args.emotion, intensity=args.intensity, seed=args.seed)
     matrix = None
