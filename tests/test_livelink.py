@@ -124,3 +124,13 @@ def test_stream_command_errors_are_one_line(tmp_path, capsys):
     assert "HOST:PORT" in capsys.readouterr().err
     assert main(["stream", str(tmp_path / "x.wav"), "-o", str(tmp_path / "x.csv"), "--block", "0"]) == 2
     assert "block" in capsys.readouterr().err
+    try:
+        import sounddevice  # noqa: F401
+
+        sounddevice.query_devices(kind="input")
+        has_mic = True
+    except Exception:  # noqa: BLE001 - no PortAudio or no input device
+        has_mic = False
+    if not has_mic:  # refused before any model is loaded (the model path below does not exist)
+        assert main(["stream", "--mic", "-o", str(tmp_path / "m.csv"), "--model", str(tmp_path / "none")]) == 2
+        assert "microphone" in capsys.readouterr().err

@@ -79,8 +79,9 @@ def _file_chunks(path, realtime: bool):
         yield wav[i:i + CHUNK], done
 
 
-def _mic_chunks(seconds: float | None):
-    """The default microphone, 16 kHz mono, in 20 ms chunks (until ``seconds`` or Ctrl+C)."""
+def _open_mic(seconds: float | None):
+    """The default microphone, 16 kHz mono, opened now (a missing one is an error before any work): a
+    generator of ``(samples, seconds so far)`` in 20 ms chunks until ``seconds`` or Ctrl+C."""
     import queue
 
     try:
@@ -94,16 +95,20 @@ def _mic_chunks(seconds: float | None):
                                       callback=lambda data, *_: chunks.put_nowait(data[:, 0].copy()))
     except Exception as exc:  # noqa: BLE001 - PortAudio reports a missing device in several ways
         raise ThunderError(f"no microphone to record from ({exc})") from None
-    done = 0.0
-    with mic:
-        print("listening (Ctrl+C stops)", flush=True)
-        try:
-            while seconds is None or done < seconds:
-                chunk = chunks.get(timeout=5)
-                done += chunk.size / 16000
-                yield chunk, done
-        except (KeyboardInterrupt, queue.Empty):
-            return
+
+    def chunks_of_speech():
+        done = 0.0
+        with mic:
+            print("listening (Ctrl+C stops)", flush=True)
+            try:
+                while seconds is None or done < seconds:
+                    chunk = chunks.get(timeout=5)
+                    done += chunk.size / 16000
+                    yield chunk, done
+            except (KeyboardInterrupt, queue.Empty):
+                return
+
+    return chunks_of_speech()
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -129,6 +134,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from thunder3d.audio.io import audio_info
 
         audio_info(args.input)  # a missing or unreadable file: one line, before the model loads
+    mic = _open_mic(args.seconds) if args.mic else None
     sender = None
     if args.livelink is not None:
         from thunder3d.live.livelink import LiveLinkSender
@@ -143,7 +149,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
         matrix = check_arkit_names(animator.names)
     frames, audio, latency = [], [], []
-    source = _file_chunks(args.input, args.realtime) if args.input is not None else _mic_chunks(args.seconds)
+    source = _file_chunks(args.input, args.realtime) if mic is None else mic
     start = time.monotonic()
 
     def deliver(new: np.ndarray, heard: float) -> None:
