@@ -135,37 +135,6 @@ def test_from_pretrained_builtin_names_and_paths(run, monkeypatch, tmp_path):
     assert thunder3d.Animator is Animator and thunder3d.Animation is Animation
 
 
-def test_the_recognizer_of_a_phone_reading_model_can_be_chosen(run):
-    shipped = Animator.from_pretrained()
-    assert shipped.model.uses_phones and shipped.model.audio_encoder.recognizer == "words"
-    fast = Animator.from_pretrained(recognizer="phones")
-    assert fast.model.audio_encoder.recognizer == "phones"
-    with pytest.raises(CheckpointError, match="unknown recognizer 'letters'"):
-        Animator.from_pretrained(recognizer="letters")
-    with pytest.raises(CheckpointError, match="reads no phones"):
-        Animator.from_pretrained(run, recognizer="words")  # a mel model
-    assert shipped.model.audio_encoder.mel_gain == 0.25
-    full = Animator.from_pretrained(mel_gain=1.0, recognizer="phones")  # the settings for synthetic voices
-    assert full.model.audio_encoder.mel_gain == 1.0 and "mel_gain" not in full.model.audio_encoder.config()
-    with pytest.raises(CheckpointError, match=r"mel_gain must be in \[0, 1\]"):
-        Animator.from_pretrained(mel_gain=2.0)
-    with pytest.raises(CheckpointError, match="no hybrid audio encoder"):
-        Animator.from_pretrained(run, mel_gain=0.5)
-
-
-def test_loading_a_phone_reading_model_starts_its_recognition_workers(monkeypatch):
-    from thunder3d.audio.align import WORKERS_ENV, recognizer_pool
-
-    monkeypatch.setenv(WORKERS_ENV, "1")
-    pool = recognizer_pool("phones")
-    pool.close()
-    Animator.from_pretrained(recognizer="phones")
-    try:
-        assert len(pool.pids) == 1  # loading pocketsphinx while the caller reads its audio
-    finally:
-        pool.close()
-
-
 def test_a_rig_the_model_cannot_drive_is_refused(run, tmp_path):
     from test_flame import synthetic_flame, write_npz
 

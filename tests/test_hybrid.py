@@ -251,16 +251,24 @@ def hybrid_task(corpus, **kw):
     return TalkerTask(data, model=TINY, diffusion={"num_train_timesteps": 100})
 
 
-def test_train_a_hybrid_talker_from_a_mel_one_and_sample_it(heard_corpus, tmp_path):
+@pytest.fixture(scope="module")
+def hybrid_runs(heard_corpus, tmp_path_factory):
+    """A tiny mel talker trained 2 steps and a hybrid one fine-tuned from it: ``(mel, hybrid, task)``."""
+    out = tmp_path_factory.mktemp("hybrid_runs")
     common = {"batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "eval_every": 2, "save_every": 2,
               "best_metric": "val_lve", "progress": False, "ema_decay": 0.9}
     mel_task = TalkerTask(TalkerData(corpus=str(heard_corpus), window_seconds=2.0,
                                      audio={"kind": "mel", "out_dim": 16, "hidden": 16, "layers": 1},
                                      eval_steps=2), model=TINY, diffusion={"num_train_timesteps": 100})
-    base = train(mel_task, TrainConfig(out=str(tmp_path / "mel"), steps=2, **common))
+    base = train(mel_task, TrainConfig(out=str(out / "mel"), steps=2, **common))
     # fine-tune into a hybrid model: the mel weights carry over, the phone branch starts at zero
     task = hybrid_task(heard_corpus, clean_phone_prob=0.5)
-    result = train(task, TrainConfig(out=str(tmp_path / "hyb"), steps=2, init=str(base.last), **common))
+    result = train(task, TrainConfig(out=str(out / "hyb"), steps=2, init=str(base.last), **common))
+    return base, result, task
+
+
+def test_train_a_hybrid_talker_from_a_mel_one_and_sample_it(hybrid_runs):
+    base, result, task = hybrid_runs
     assert result.step == 2 and np.isfinite(result.metrics["val_lve"])
     config = load_checkpoint(result.last).config
     assert config["model"]["audio"]["kind"] == "hybrid" and config["data"]["clean_phone_prob"] == 0.5
@@ -276,6 +284,42 @@ def test_train_a_hybrid_talker_from_a_mel_one_and_sample_it(heard_corpus, tmp_pa
     b = generate(model, clip_audio, samples=2, seed=3, steps=2, window=2.0, overlap=0.5)
     assert a.shape == (2, len(clip_audio) // SAMPLES_PER_FRAME, 52) and np.array_equal(a, b)
     assert np.isfinite(a).all()
+
+
+def test_the_recognizer_and_mel_gain_of_a_hybrid_model_can_be_chosen(hybrid_runs):
+    from thunder3d.errors import CheckpointError
+    from thunder3d.inference import Animator
+
+    base, result, _ = hybrid_runs
+    hybrid = Animator.from_pretrained(result.out)
+    assert hybrid.model.uses_phones and hybrid.model.audio_encoder.recognizer == "phones"
+    words = Animator.from_pretrained(result.out, recognizer="words")
+    assert words.model.audio_encoder.recognizer == "words"
+    with pytest.raises(CheckpointError, match="unknown recognizer 'letters'"):
+        Animator.from_pretrained(result.out, recognizer="letters")
+    with pytest.raises(CheckpointError, match="reads no phones"):
+        Animator.from_pretrained(base.out, recognizer="words")  # a mel model
+    weak = Animator.from_pretrained(result.out, mel_gain=0.25)
+    assert weak.model.audio_encoder.mel_gain == 0.25 and weak.model.audio_encoder.config()["mel_gain"] == 0.25
+    assert hybrid.model.audio_encoder.mel_gain == 1.0 and "mel_gain" not in hybrid.model.audio_encoder.config()
+    with pytest.raises(CheckpointError, match=r"mel_gain must be in \[0, 1\]"):
+        Animator.from_pretrained(result.out, mel_gain=2.0)
+    with pytest.raises(CheckpointError, match="no hybrid audio encoder"):
+        Animator.from_pretrained(base.out, mel_gain=0.5)
+
+
+def test_loading_a_phone_reading_model_starts_its_recognition_workers(hybrid_runs, monkeypatch):
+    from thunder3d.audio.align import WORKERS_ENV, recognizer_pool
+    from thunder3d.inference import Animator
+
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    pool = recognizer_pool("phones")
+    pool.close()
+    Animator.from_pretrained(hybrid_runs[1].out, recognizer="phones")
+    try:
+        assert len(pool.pids) == 1  # loading pocketsphinx while the caller reads its audio
+    finally:
+        pool.close()
 
 
 def test_clean_phones_need_a_phone_reading_encoder(heard_corpus):

@@ -12,6 +12,10 @@ class AudioError(ThunderError):
     """Audio that cannot be used: missing, empty, corrupt, non-finite, too short."""
 
 
+class AudioTooLongError(AudioError):
+    """Audio longer than a limit the caller set (``max_seconds``)."""
+
+
 class AudioEncoderError(AudioError):
     """An audio encoder that cannot be built: unknown kind or option, missing or wrong model folder."""
 

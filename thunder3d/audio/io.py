@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from thunder3d.constants import FPS, SAMPLE_RATE
-from thunder3d.errors import AudioError
+from thunder3d.errors import AudioError, AudioTooLongError
 from thunder3d.utils.io import atomic_path
 
 # resample_poly's default FIR filter is 10 * max(up, down) taps long on each side at the upsampled
@@ -292,7 +292,7 @@ def load_audio(
 
 def _check_duration(seconds: float, max_seconds: float | None, name: str) -> None:
     if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{name}: is {seconds:.2f} s long, more than the allowed {max_seconds:g} s")
+        raise AudioTooLongError(f"{name}: is {seconds:.2f} s long, more than the allowed {max_seconds:g} s")
 
 
 def iter_audio_blocks(

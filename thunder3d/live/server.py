@@ -139,7 +139,10 @@ class AnimateService:
     """The model behind the routes: one worker thread, a bounded number of waiting requests."""
 
     def __init__(self, animator, config: ServerConfig) -> None:
+        from thunder3d.export.livelink import check_arkit_names
+
         self.animator, self.config = animator, config
+        self.matrix = check_arkit_names(animator.names)  # [C, 52]: the model's layout -> ARKit order
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thunder3d-model")
         self._slots = threading.BoundedSemaphore(config.max_pending + 1)  # one running + the waiting ones
 
@@ -158,7 +161,7 @@ class AnimateService:
     def animate(self, body: bytes, options: dict[str, Any]) -> tuple[bytes, str]:
         """The response body and its content type for an uploaded audio file (runs on the worker)."""
         from thunder3d.audio.io import load_audio
-        from thunder3d.errors import AudioError
+        from thunder3d.errors import AudioError, AudioTooLongError
 
         with tempfile.TemporaryDirectory(prefix="thunder3d-serve-") as tmp:
             path = Path(tmp) / "upload"
@@ -166,19 +169,17 @@ class AnimateService:
             try:
                 wav = load_audio(path, max_seconds=self.config.max_seconds)
             except AudioError as exc:
-                raise RequestError(str(exc).replace(str(path), "the request body"), 422 if "long" not in str(exc)
-                                   else 413) from None
+                status = 413 if isinstance(exc, AudioTooLongError) else 422
+                raise RequestError(str(exc).replace(str(path), "the request body"), status) from None
             animations = self.animator.animate(wav, samples=options["samples"], emotion=options["emotion"],
                                                intensity=options["intensity"], steps=options["steps"],
                                                seed=options["seed"])
-            return _encode(self.animator, animations, options["format"], Path(tmp))
+            return _encode(self.animator, self.matrix, animations, options["format"], Path(tmp))
 
 
-def _encode(animator, animations, fmt: str, tmp: Path) -> tuple[bytes, str]:
-    from thunder3d.export.livelink import check_arkit_names
-
+def _encode(animator, matrix: np.ndarray, animations, fmt: str, tmp: Path) -> tuple[bytes, str]:
+    """``matrix``: [C, 52], the model's coefficient layout -> ARKit order."""
     first = animations[0]
-    matrix = check_arkit_names(animator.names)  # [C, 52]: the model's layout -> ARKit order
     if fmt == "json":
         from thunder3d.rigs.arkit import ARKIT_NAMES
 

@@ -390,6 +390,17 @@ def guided_forward(forward, batch: Mapping[str, Any], audio_scale: float, cond_s
     return out
 
 
+def guided_denoise(forward, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion: Labels = None,
+                   intensity: Labels = None, style: Labels = None, mask: Tensor | None = None,
+                   audio_scale: float = 1.0, cond_scale: float = 1.0, mode: str = "nested") -> Tensor:
+    """:meth:`Denoiser.guided` around any callable with the denoiser's signature (a module or a graph)."""
+    B = x_t.shape[0]
+    t = torch.as_tensor(t, device=x_t.device)
+    batch = {"x_t": x_t, "t": t.expand(B) if t.ndim == 0 else t, "audio": audio, "emotion": emotion,
+             "intensity": intensity, "style": style, "mask": mask}
+    return guided_forward(forward, batch, audio_scale, cond_scale, mode)
+
+
 # --------------------------------------------------------------------------- denoiser
 class Denoiser(nn.Module):
     """Predicts clean coefficients ``x0 [B, T, C]`` from ``x_t``, the timestep, audio and conditions.
@@ -446,11 +457,8 @@ class Denoiser(nn.Module):
         ``independent`` mode ``audio_scale = 0`` alone makes the output independent of the audio.
         Use in eval mode (training mode would add random dropout).
         """
-        B = x_t.shape[0]
-        t = torch.as_tensor(t, device=x_t.device)
-        batch = {"x_t": x_t, "t": t.expand(B) if t.ndim == 0 else t, "audio": audio, "emotion": emotion,
-                 "intensity": intensity, "style": style, "mask": mask}
-        return guided_forward(self.forward, batch, audio_scale, cond_scale, mode)
+        return guided_denoise(self.forward, x_t, t, audio, emotion, intensity, style, mask,
+                              audio_scale, cond_scale, mode)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

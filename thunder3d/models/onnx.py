@@ -119,9 +119,10 @@ class OnnxDenoiser:
         return None  # a copy of a model runs torch (its weights may change; the graph would not)
 
     def guided(self, *args, **kwargs) -> Tensor:
-        from thunder3d.models.denoiser import Denoiser
+        """:meth:`Denoiser.guided <thunder3d.models.denoiser.Denoiser.guided>` around this graph."""
+        from thunder3d.models.denoiser import guided_denoise
 
-        return Denoiser.guided(self, *args, **kwargs)  # the same guidance, around this forward
+        return guided_denoise(self, *args, **kwargs)
 
 
 def onnx_denoiser(net: nn.Module) -> OnnxDenoiser:
