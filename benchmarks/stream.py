@@ -1,6 +1,6 @@
 """Real-time streaming against its targets: latency, CPU per stream, concurrent streams, a soak.
 
-    python benchmarks/stream.py --model RUN [--streams 1,2,3] [--seconds 20] [--soak-minutes 10] [--json F]
+    python benchmarks/stream.py [--model RUN] [--streams 1,2,3] [--seconds 20] [--soak-minutes 10] [--json F]
 
 A ``thunder3d serve`` process is started on loopback (``--threads`` torch threads) with the model (a
 talker that reads no recognised phones), and clients in this process stream speech (LibriVox
@@ -195,7 +195,8 @@ def soak(url: str, pid: int, minutes: float, pcm: bytes) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="a talker that reads no recognised phones (whisper or mel)")
+    p.add_argument("--model", default="builtin",
+                   help="a talker that reads no recognised phones, whisper or mel (default: the shipped model)")
     p.add_argument("--streams", default="1,2,3", help="concurrency levels")
     p.add_argument("--seconds", type=float, default=20.0, help="speech per stream")
     p.add_argument("--soak-minutes", type=float, default=0.0)

@@ -1,6 +1,6 @@
 """Lip-sync of streamed animation against the offline model's, on the same clips (choose stream settings).
 
-    python benchmarks/stream_quality.py --model RUN --corpus runs/real [--split all] \\
+    python benchmarks/stream_quality.py [--model RUN] --corpus runs/real [--split all] \\
         --configs "lookahead_ms=120,block=2,steps=4" "lookahead_ms=80,block=4,steps=4" [--samples 3] [--json F]
 
 For each stream configuration every clip is streamed through :class:`thunder3d.inference.streaming.Stream`
@@ -57,14 +57,14 @@ def stream_predictions(animator, clips, config, samples: int, folder: Path) -> f
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default="builtin", help="a talker that reads no recognised phones (default: the shipped model)")
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--split", default="all")
     p.add_argument("--voice", default=None, help="only clips of this voice (prefix), e.g. kokoro:")
     p.add_argument("--clips", type=int, default=0, help="at most this many clips (0: all)")
     p.add_argument("--configs", nargs="+", default=["lookahead_ms=120,block=2,steps=4"])
     p.add_argument("--samples", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps of the offline reference")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps of the offline reference (default: the model's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     rows = []
-    _, offline = score_talker("model", args.corpus, source=args.model, split=args.split, voice=args.voice,
-                              clips=args.clips, samples=args.samples, steps=args.steps, progress=False)
-    rows.append(row(f"offline (steps {args.steps})", offline, None))
+    steps = animator.default_steps if args.steps is None else args.steps
+    _, offline = score_talker("model", args.corpus, source=animator.path, split=args.split, voice=args.voice,
+                              clips=args.clips, samples=args.samples, steps=steps, progress=False)
+    rows.append(row(f"offline (steps {steps}, guidance {animator.default_guidance:g})", offline, None))
     with tempfile.TemporaryDirectory() as tmp:
         for k, text in enumerate(args.configs):
             config = StreamConfig(**parse_config(text))

@@ -16,7 +16,7 @@ real      every clip of ``--real`` (``thunder3d data from-audio`` of recordings 
 ========  =================================================================================
 
 Each cell is one ``thunder3d eval talker`` run (:func:`thunder3d.scoring.score_talker`): ``--samples``
-samples at ``--steps`` DDIM steps with the model's own guidance unless ``--guidance``, seeded with
+samples with the model's own DDIM steps and guidance unless ``--steps`` / ``--guidance``, seeded with
 ``--seed``. Results are cached in ``WORK/<model>/<set>.json`` and reused when the model's files and
 the settings are unchanged. The table gives closure, open-vowel rate and sync lag for every set, LVE
 and L-PCC where there is ground truth (synthetic sets), and the clip count.
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     p.add_argument("--split", default="test", help="split of the synthetic corpus (default test)")
     p.add_argument("--samples", type=int, default=5)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=None, help="default: each model's own")
     p.add_argument("--guidance", type=float, default=None, help="default: each model's own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

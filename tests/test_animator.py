@@ -234,3 +234,22 @@ def test_packed_guidance_is_the_default(run, tmp_path):
     model = load_talker(packed)[0]  # torch; the Animator runs the denoiser with onnxruntime
     np.testing.assert_allclose(generate(model, wav, seed=1, steps=2)[0], default, atol=1e-5)
     assert main(["pack", str(run), "-o", str(tmp_path / "bad"), "--guidance", "nan"]) == 2
+
+
+def test_packed_steps_are_the_default(run, tmp_path):
+    """``pack --steps`` stores the DDIM step count the model is meant to be sampled with (10 without)."""
+    from thunder3d.checkpoints import load_talker
+    from thunder3d.inference import generate
+
+    packed = tmp_path / "fast"
+    assert main(["pack", str(run), "-o", str(packed), "--steps", "3"]) == 0
+    animator = Animator.from_pretrained(packed)
+    assert animator.default_steps == 3 and Animator.from_pretrained(run).default_steps == 10
+    wav = synthesize("Bob made a map.", voice="en-us").wav
+    default = animator.animate(wav, seed=1)[0].coeffs
+    np.testing.assert_array_equal(default, animator.animate(wav, seed=1, steps=3)[0].coeffs)
+    assert not np.array_equal(default, animator.animate(wav, seed=1, steps=2)[0].coeffs)
+    np.testing.assert_allclose(generate(load_talker(packed)[0], wav, seed=1)[0], default, atol=1e-5)
+    for bad in ("0", "-2"):
+        assert main(["pack", str(run), "-o", str(tmp_path / "bad"), "--steps", bad]) == 2
+    assert not (tmp_path / "bad").exists()

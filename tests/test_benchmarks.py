@@ -76,16 +76,18 @@ def test_animate_reports_targets(bench, tmp_path, capsys):
     # are known in advance, and each must agree with the measurement it reports
     assert animate.main(["--threads", "1", "--dim", "32", "--layers", "1", "--seconds", "2", "--steps", "2",
                          "--size", "32", "--long-minutes", "0.1", "--repeats", "1", "--json", str(js),
-                         "--target-animate", "1000", "--target-render", "0", "--target-memory", "1000"]) == 0
+                         "--target-animate", "1000", "--target-cli", "1000", "--target-render", "0",
+                         "--target-memory", "1000"]) == 0
     out = capsys.readouterr().out
     assert "model: " in out and re.search(r"animate 2 s.*\bpass\b", out) and re.search(r"render 2 s.*\bFAIL\b", out)
     result = json.loads(js.read_text())
-    assert [r["result"] for r in result["rows"]] == ["pass", "FAIL", "pass"]
-    assert [r["target"] for r in result["rows"]] == ["<= 1000 s", "<= 0 s", "< 1000 GB"]
+    assert [r["result"] for r in result["rows"]] == ["pass", "pass", "FAIL", "pass"]
+    assert [r["target"] for r in result["rows"]] == ["<= 1000 s", "<= 1000 s", "<= 0 s", "< 1000 GB"]
     measured = [float(r["measured"].split()[0]) for r in result["rows"]]
-    assert measured == pytest.approx([result["animate_median_s"], result["render_s"], result["peak_rss_gb"]],
-                                     abs=0.006)  # the rows show the JSON's figures to 2 decimals
+    assert measured == pytest.approx([result["animate_median_s"], result["cli_median_s"], result["render_s"],
+                                      result["peak_rss_gb"]], abs=0.006)  # the rows show the JSON's figures to 2 decimals
     assert 0 < result["animate_median_s"] < 1000 and result["render_s"] > 0 and 0 < result["peak_rss_gb"] < 1000
+    assert result["cli_median_s"] > result["animate_median_s"] and len(result["cli_s"]) == 1
     assert result["long"]["frames"] == 150  # 0.1 min at 25 fps
     assert result["video"]["streams"][0]["width"] == 32
 
@@ -164,3 +166,16 @@ def test_probe_scores_each_feature_kind(bench, tiny_corpus, tmp_path, capsys):
         assert 0.2 <= results[kind]["balanced_recall"] <= 1.0 and results[kind]["train_frames"] > 100
         assert set(results[kind]["recall"]) <= set(probe.CLASSES)
     assert "whisper  balanced recall" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_stream_quality_compares_streamed_with_offline(bench, tiny_corpus, tiny_talker, tmp_path, capsys):
+    quality = bench("stream_quality")
+    js = tmp_path / "q.json"
+    assert quality.main(["--model", str(tiny_talker), "--corpus", str(tiny_corpus), "--split", "all", "--clips", "2",
+                         "--samples", "1", "--configs", "lookahead_ms=80,block=2,steps=2", "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["system"] for r in rows] == ["offline (steps 10, guidance 1)", "stream lookahead_ms=80,block=2,steps=2"]
+    assert all(0 <= r["closure"] <= 1 and r["lve"] > 0 for r in rows)
+    assert rows[0]["cpu_s_per_s"] is None and rows[1]["cpu_s_per_s"] > 0
+    assert "offline (steps 10" in capsys.readouterr().out

@@ -40,6 +40,21 @@ def test_denoiser_matches_torch_with_guidance_any_length(tiny_talker, cache, one
             torch.testing.assert_close(fast(x, t, audio, mask=mask), net(x, t, audio, mask=mask))
 
 
+def test_a_denoiser_that_ignores_an_input_runs(cache, one_thread):
+    """The exporter drops inputs a network does not use (style without styles): they are not fed."""
+    from thunder3d.models.conformer import ConformerConfig
+    from thunder3d.models.denoiser import Denoiser, DenoiserConfig
+
+    net = Denoiser(DenoiserConfig(coeff_dim=6, audio_dim=8, conformer=ConformerConfig(dim=32, layers=1, heads=2),
+                                  num_styles=0)).eval()
+    fast = onnx.onnx_denoiser(net)
+    assert "style" not in fast._inputs and "x_t" in fast._inputs
+    x, audio, t = torch.randn(2, 9, 6), torch.randn(2, 9, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        torch.testing.assert_close(fast.guided(x, t, audio, audio_scale=1.5), net.guided(x, t, audio, audio_scale=1.5),
+                                   atol=2e-5, rtol=1e-4)
+
+
 def test_models_use_it_and_copies_do_not(tiny_talker, tiny_corpus, cache, one_thread):
     from thunder3d.checkpoints import load_talker
     from thunder3d.data.clip import load_clip

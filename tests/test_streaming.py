@@ -92,9 +92,14 @@ def test_bad_input_and_settings_are_clear(animator, speech):
         s.push(np.zeros((2, 2), dtype=np.float32))
 
 
-def test_a_phone_reading_model_cannot_stream():
-    shipped = Animator.from_pretrained(device="cpu")
-    if not shipped.model.uses_phones:
-        pytest.skip("the shipped model reads no phones")
+def test_a_phone_reading_model_cannot_stream(animator):
+    from types import SimpleNamespace
+
+    from thunder3d.models.talker import TalkerModel
+
+    config = dict(animator.model.config)
+    config["audio"] = {"kind": "hybrid", "out_dim": animator.model.audio_dim, "hidden": 16, "layers": 1}
+    hybrid = SimpleNamespace(model=TalkerModel(config), path="hybrid-run")
+    assert hybrid.model.uses_phones
     with pytest.raises(ThunderError, match="cannot be streamed"):
-        Stream(shipped)
+        Stream(hybrid)

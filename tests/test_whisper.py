@@ -173,3 +173,27 @@ def test_cached_features_train_and_sample_a_whisper_talker(tiny_corpus, tmp_path
     a = generate(model, speech, steps=2, seed=1)
     b = generate(model, speech, steps=2, seed=1)
     assert a.shape == (1, -(-speech.size // 640), 52) and np.isfinite(a).all() and np.array_equal(a, b)
+
+
+def test_the_shipped_model_hears_through_whisper_with_no_recogniser(tmp_path):
+    """The default inference path: Whisper features, no speech recogniser loaded or started, the
+    checkpoint's own sampling defaults; a fresh process, as ``thunder3d animate`` runs it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from thunder3d.inference.animator import PRETRAINED_DIR
+
+    config = json.loads((PRETRAINED_DIR / "config.json").read_text())
+    assert config["model"]["audio"]["kind"] == "whisper"
+    assert "recognizer" not in config["model"]["audio"] and config["sampling"]["steps"] >= 1
+    code = ("import sys\nfrom thunder3d.audio.tts import synthesize\nfrom thunder3d.inference import Animator\n"
+            "animator = Animator.from_pretrained()\n"
+            "[anim] = animator.animate(synthesize('Bob made a map.', voice='en-us').wav, seed=0)\n"
+            "assert not animator.model.uses_phones and anim.coeffs.shape[1] == 52\n"
+            "print(sorted(m for m in sys.modules if 'sphinx' in m))")
+    env = {**os.environ, "THUNDER3D_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"  # neither pocketsphinx nor the recogniser module

@@ -87,7 +87,7 @@ def _frame_audio(clip: Clip) -> np.ndarray:
 
 
 def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], samples: int = 5, seed: int = 0,
-                           steps: int = 10, *, device: str = "cpu", conditioned: bool = True,
+                           steps: int | None = None, *, device: str = "cpu", conditioned: bool = True,
                            **options) -> Predictions:
     """Sample a trained talker for every clip.
 
@@ -97,7 +97,8 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
             the clips' frame counts.
         samples: ``N`` per clip (a deterministic model is run once and its prediction repeated,
             so its S-DIV is 0).
-        seed, steps: sample ``i`` of every clip is seeded with ``seed + i``; DDIM steps.
+        seed, steps: sample ``i`` of every clip is seeded with ``seed + i``; DDIM steps (None: the
+            checkpoint's own).
         conditioned: pass each clip's emotion and intensity, and its style when the model knows
             it (held-out speakers get none); False samples every clip unconditioned.
         options: further :func:`~thunder3d.inference.sampling.generate` options (``audio_scale``,
@@ -109,6 +110,7 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
     styles = tuple(getattr(model, "styles", ()) or ())
     if options.get("audio_scale") is None:  # the checkpoint's recommendation
         options["audio_scale"] = model.default_guidance
+    steps = model.default_steps if steps is None else steps
 
     def make(clip: Clip) -> np.ndarray:
         labels = {}
@@ -121,7 +123,7 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
         return np.repeat(out, samples // n, axis=0)
 
     return Predictions(rig, LazyPredictions(clips, make), str(run),
-                       {"audio_scale": float(options["audio_scale"])})
+                       {"audio_scale": float(options["audio_scale"]), "steps": int(steps)})
 
 
 def folder_predictions(folder: str | os.PathLike, clips: Sequence[Clip], rig: Rig) -> Predictions:
@@ -212,7 +214,7 @@ def select_clips(corpus: str | os.PathLike, split: str = "test", voice: str | No
 
 def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathLike | None = None,
                  name: str | None = None, results: Mapping[str, Any] | None = None, split: str = "test",
-                 voice: str | None = None, clips: int = 0, samples: int = 5, seed: int = 0, steps: int = 10,
+                 voice: str | None = None, clips: int = 0, samples: int = 5, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, rig: str | None = None, m2s: str | os.PathLike | None = None,
                  device: str = "cpu", progress: bool = True) -> tuple[str, dict[str, Any]]:
     """Score one system on corpus clips: what ``thunder3d eval talker`` does.
@@ -224,7 +226,7 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
         name: the system's name in the table (default: the run or folder name).
         results: systems scored before (``{name: result}``); the new one must use the same clips.
         split, voice, clips: which clips (:func:`select_clips`).
-        samples, seed, steps, guidance: sampling of ``model`` (``guidance=None``: the model's own).
+        samples, seed, steps, guidance: sampling of ``model`` (``steps``/``guidance`` None: the model's own).
         rig: the rig of the other kinds (default: the M2S's, else builtin); not with ``model``.
         m2s: an M2S run: adds the audio-consistency figure.
     Returns:
@@ -259,7 +261,7 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
     result = evaluate_animations(preds.rig, loaded, preds.arrays, m2s=m2s_model, m2s_rig=m2s_rig,
                                  progress=progress)
     result.update(source=preds.source, corpus=str(corpus), split=split, seed=seed,
-                  steps=steps if kind == "model" else None, m2s=str(m2s) if m2s else None,
+                  steps=preds.settings.get("steps"), m2s=str(m2s) if m2s else None,
                   audio_scale=preds.settings.get("audio_scale"))
     return name, result
 

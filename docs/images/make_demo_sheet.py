@@ -23,7 +23,8 @@ import numpy as np
 
 from thunder3d.audio.align import align
 from thunder3d.audio.io import load_audio
-from thunder3d.cli import DEMO_TEXT, main
+from thunder3d.cli import main
+from thunder3d.cli.animate import DEMO_TEXT
 from thunder3d.constants import FPS
 from thunder3d.render.sheet import contact_sheet
 from thunder3d.render.video import ffmpeg_exe, probe_media

@@ -223,16 +223,25 @@ def resolve_run(path: str | Path) -> Path:
     return path
 
 
+def check_sampling_steps(steps: Any, what: str) -> int:
+    """``steps`` as an int >= 1, else CheckpointError naming ``what``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CheckpointError(f"{what} must be an integer >= 1, got {steps!r}")
+    return steps
+
+
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
                     note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
     """An inference-only copy of a checkpoint (or of a run folder's ``best/``, else ``last/``):
     ``dst/config.json`` + ``dst/model.safetensors`` holding the weights for use (EMA when present, see
     :meth:`Checkpoint.weights`), no optimizer, no training state. The config records where it came from (``packed_from``: source, step,
-    weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0}``: defaults that samplers
+    weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0, "steps": 5}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
     guidance = (sampling or {}).get("guidance", 1.0)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
+    if "steps" in (sampling or {}):
+        check_sampling_steps(sampling["steps"], "sampling steps")
     src = resolve_run(src)  # a run folder: its best/, else its last/ (what load_talker reads)
     out = Path(dst).resolve()
     if out == src.resolve() or out in src.resolve().parents:
@@ -719,6 +728,6 @@ def _decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 
 __all__ = [
-    "Checkpoint", "FORMAT_VERSION", "check_expected", "clean_stale", "config_differences", "load_checkpoint",
-    "load_training_state", "pack_checkpoint", "recover_checkpoint", "resolve_run", "save_checkpoint",
+    "Checkpoint", "FORMAT_VERSION", "check_expected", "clean_stale", "config_differences", "check_sampling_steps",
+    "load_checkpoint", "load_training_state", "pack_checkpoint", "recover_checkpoint", "resolve_run", "save_checkpoint",
 ]

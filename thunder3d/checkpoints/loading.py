@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from thunder3d.checkpoints.format import load_checkpoint, resolve_run
+from thunder3d.checkpoints.format import check_sampling_steps, load_checkpoint, resolve_run
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import CheckpointError, ModelConfigError
 from thunder3d.models.m2s import M2S, M2SConfig
@@ -26,7 +26,8 @@ def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
 
     The model is in eval mode on ``device`` with EMA weights when the checkpoint has them (and
     ``ema``); ``model.normalizer``, ``model.styles`` and ``model.default_guidance`` (the audio
-    guidance scale its config recommends under ``sampling.guidance``, 1 without) are set. ``config`` is the checkpoint's
+    guidance scale its config recommends under ``sampling.guidance``, 1 without) and ``model.default_steps``
+    (``sampling.steps``, else :data:`~thunder3d.models.diffusion.DEFAULT_STEPS`) are set. ``config`` is the checkpoint's
     ``config.json``. Raises :class:`~thunder3d.errors.CheckpointError` for anything but a talker
     checkpoint, or weights that do not fit the saved model config.
     """
@@ -48,6 +49,8 @@ def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
         raise CheckpointError(f"{path}: sampling.guidance must be a finite number, got {guidance!r}")
     model.default_guidance = float(guidance)
+    if "steps" in (config.get("sampling") or {}):
+        model.default_steps = check_sampling_steps(config["sampling"]["steps"], f"{path}: sampling.steps")
     rig = load_rig(config["rig"])
     if tuple(rig.coeff_names) != tuple(normalizer.coeff_names):
         raise CheckpointError(f"{path}: rig {rig.spec!r} coefficients differ from the normalizer's")

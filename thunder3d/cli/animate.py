@@ -78,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     opt(p, ("--model", "--talker", "--checkpoint"), None, "talker run folder or checkpoint (default: shipped model)")
-    opt(p, "--steps", 10, "DDIM sampling steps")
+    opt(p, "--steps", None, "DDIM sampling steps (default: the model's, else 10)", type=int)
     opt(p, "--size", 512, "MP4 pixels per sample")
 
 

@@ -69,7 +69,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from thunder3d.checkpoints import pack_checkpoint
 
     out = pack_checkpoint(args.checkpoint, args.output, ema=False if args.no_ema else None,
-                          sampling=None if args.guidance is None else {"guidance": args.guidance})
+                          sampling={key: value for key, value in (("guidance", args.guidance), ("steps", args.steps))
+                                    if value is not None} or None)
     print(f"wrote {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB) from "
           f"{json.loads((out / 'config.json').read_text())['packed_from']['source']}")
     return 0
@@ -101,7 +102,7 @@ def register(sub) -> None:
     _clips(p)
     opt(p, "--voice", None, "only clips whose manifest voice starts with this (e.g. festival:ked_diphone)")
     opt(p, "--samples", 5, "samples per clip of --model (S-DIV needs 2+)")
-    opt(p, "--steps", 10, "DDIM steps of --model")
+    opt(p, "--steps", None, "DDIM steps of --model (default: the checkpoint's, else 10)", type=int)
     opt(p, ("--guidance", "--audio-scale"), None, "audio guidance of --model (default: the checkpoint's, else 1)",
         type=float)
     opt(p, "--rig", None, "rig of the other systems (default: the M2S's rig, else builtin)")
@@ -127,5 +128,6 @@ def register(sub) -> None:
     add_output(p, "new checkpoint directory (not an existing folder other than a checkpoint)", required=True)
     opt(p, "--no-ema", False, "pack the raw weights, not the EMA ones")
     opt(p, "--guidance", None, "audio guidance scale that samplers use by default with this model", type=float)
+    opt(p, "--steps", None, "DDIM steps that samplers use by default with this model", type=int)
     add_common(p)
     p.set_defaults(func=cmd_pack)

@@ -296,6 +296,11 @@ class Animator:
         return float(self.model.default_guidance)
 
     @property
+    def default_steps(self) -> int:
+        """DDIM steps used when :meth:`animate` gets none (the checkpoint's ``sampling.steps``, else 10)."""
+        return int(self.model.default_steps)
+
+    @property
     def deterministic(self) -> bool:
         """True for the regressor baseline: every seed gives the same animation."""
         return self.model.deterministic
@@ -307,7 +312,7 @@ class Animator:
 
     # ------------------------------------------------------------------ animation
     def animate(self, audio: Any, samples: int = 1, *, emotion: str | None = None,
-                intensity: int | str | None = None, style: str | None = None, steps: int = 10,
+                intensity: int | str | None = None, style: str | None = None, steps: int | None = None,
                 guidance: float | None = None, cond_guidance: float = 1.0, seed: int = 0,
                 window: float | None = None, overlap: float | None = None,
                 progress: bool = False) -> list[Animation]:
@@ -320,7 +325,8 @@ class Animator:
             emotion: one of :data:`~thunder3d.conditions.EMOTIONS` (or a common alias) or None.
             intensity: 1, 2, 3 or None.
             style: one of :attr:`styles` or None.
-            steps: DDIM steps (ignored by the regressor).
+            steps: DDIM steps (ignored by the regressor; None: :attr:`default_steps`, what the
+                checkpoint recommends).
             guidance: classifier-free guidance scale of the audio (1 = plain conditional; None:
                 :attr:`default_guidance`, what the checkpoint recommends).
             cond_guidance: guidance scale of emotion, intensity and style (0 ignores them).
@@ -343,6 +349,7 @@ class Animator:
             valid = ", ".join(self.styles) if self.styles else "none (trained without styles)"
             raise ThunderError(f"unknown style {style!r}; valid: {valid}")
         T_train = self.model.schedule.num_train_timesteps if self.model.schedule is not None else None
+        steps = self.default_steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1 or (
                 T_train is not None and steps > T_train):
             raise ThunderError(f"steps must be an integer in 1..{T_train or 'inf'}, got {steps!r}")

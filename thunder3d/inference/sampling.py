@@ -51,7 +51,7 @@ from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
 from thunder3d.conditions import emotion_id, intensity_id, style_id
 from thunder3d.errors import ThunderError
-from thunder3d.models.diffusion import DDIMSampler, sample
+from thunder3d.models.diffusion import DEFAULT_STEPS, DDIMSampler, sample
 from thunder3d.models.talker import TalkerModel
 
 
@@ -148,7 +148,7 @@ def window_features(model: TalkerModel, source: Tensor, is_features: bool, total
 @torch.no_grad()
 def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = None, samples: int = 1,
              seed: int = 0, emotion: str | int | None = None, intensity: int | str | None = None,
-             style: str | int | None = None, steps: int = 10, audio_scale: float | None = None,
+             style: str | int | None = None, steps: int | None = None, audio_scale: float | None = None,
              cond_scale: float = 1.0, mode: str = "nested", eta: float = 0.0, window: float = 4.0,
              overlap: float = 1.0, fade: float | None = None, context: float = 1.0,
              device: str | torch.device | None = None) -> np.ndarray:
@@ -166,7 +166,7 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
         emotion: a name of :data:`~thunder3d.conditions.EMOTIONS` (or alias), an index, or None.
         intensity: 1, 2, 3 or None.
         style: a style name of ``model.styles``, an index, or None.
-        steps: DDIM steps.
+        steps: DDIM steps (None: the model's ``default_steps``, what its checkpoint recommends).
         audio_scale, cond_scale, mode: classifier-free guidance
             (:meth:`~thunder3d.models.denoiser.Denoiser.guided`); ``cond_scale=0`` ignores
             emotion, intensity and style; ``audio_scale=None`` takes the model's
@@ -182,6 +182,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if audio_scale is None:
         audio_scale = float(getattr(model, "default_guidance", 1.0))
+    if steps is None:
+        steps = int(getattr(model, "default_steps", DEFAULT_STEPS))
     normalizer = normalizer if normalizer is not None else getattr(model, "normalizer", None)
     source, is_features = _as_input(audio, model.audio_dim)
     total = source.shape[0] if is_features else math.ceil(source.shape[0] / SAMPLES_PER_FRAME)

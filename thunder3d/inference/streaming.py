@@ -49,7 +49,11 @@ class StreamConfig(Config):
         context: past frames each window starts with (imposed by inpainting); the window's audio
             features also hear this many frames of audio before it.
         steps: DDIM steps per block.
-        guidance: audio guidance scale (None: the model's own).
+        guidance: audio guidance scale of streamed blocks (None: the model's own). Default 1, plain conditional
+            sampling, whatever the model recommends for files: guidance runs the denoiser twice per
+            step, and on two cores that decides whether two streams keep up (measured in
+            ``docs/results/stream.md``: the shipped model streamed the LibriVox recordings with the
+            same closure at 1 as at its own 1.5, for two thirds of the CPU).
     """
 
     error = ConfigError
@@ -58,7 +62,7 @@ class StreamConfig(Config):
     block: int = 2
     context: int = 25
     steps: int = 4
-    guidance: float | None = None
+    guidance: float | None = 1.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lookahead_ms, (int, float)) and 0 <= self.lookahead_ms <= 2000):

@@ -103,7 +103,7 @@ class RequestError(LiveError):
         self.status = status
 
 
-def _integer(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+def _integer(params: dict[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
     text = params.get(name)
     if text is None:
         return default
@@ -132,7 +132,7 @@ def parse_animate_query(params: dict[str, str], config: ServerConfig) -> dict[st
     return {"emotion": emotion, "intensity": intensity, "format": fmt,
             "seed": _integer(params, "seed", 0, 0, 2**31 - 1),
             "samples": _integer(params, "samples", 1, 1, config.max_samples),
-            "steps": _integer(params, "steps", 10, 1, config.max_steps)}
+            "steps": _integer(params, "steps", None, 1, config.max_steps)}  # None: the model's own
 
 
 class AnimateService:

@@ -51,6 +51,8 @@ SPACINGS = ("trailing", "linspace")
 
 COSINE_OFFSET = 0.008  # the small offset s of the cosine schedule, so beta_0 is not vanishingly small
 MAX_BETA = 0.999  # cosine betas are clipped here (the last one would otherwise be 1)
+DEFAULT_STEPS = 10
+"""DDIM steps of a sampler whose caller gives none and whose checkpoint recommends none (``sampling.steps``)."""
 
 
 def _check_option(value: str, valid: Sequence[str], what: str) -> str:

@@ -94,6 +94,8 @@ class OnnxDenoiser:
         self.net, self.path = net, path
         self.cfg = net.cfg
         self._session = _session(path)
+        # the exporter drops inputs the network ignores (style without styles, say): feed only the graph's
+        self._inputs = frozenset(i.name for i in self._session.get_inputs())
 
     def __call__(self, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion=None, intensity=None, style=None,
                  mask: Tensor | None = None, drop_audio: bool | Tensor = False,
@@ -110,7 +112,7 @@ class OnnxDenoiser:
                 "audio": audio.detach().float().cpu().numpy(), "emotion": batch(emotion, -1).astype(np.int64),
                 "intensity": batch(intensity, -1).astype(np.int64), "style": batch(style, -1).astype(np.int64),
                 "drop_audio": batch(drop_audio, False).astype(bool), "drop_cond": batch(drop_cond, False).astype(bool)}
-        out = self._session.run(None, feed)[0]
+        out = self._session.run(None, {name: value for name, value in feed.items() if name in self._inputs})[0]
         return torch.from_numpy(out).to(x_t.device)
 
     forward = __call__

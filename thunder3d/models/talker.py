@@ -17,7 +17,7 @@ from thunder3d.config import Config
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import ModelConfigError
 from thunder3d.models.denoiser import Denoiser, DenoiserConfig, Labels
-from thunder3d.models.diffusion import DiffusionSchedule
+from thunder3d.models.diffusion import DEFAULT_STEPS, DiffusionSchedule
 from thunder3d.models.encoders import build_audio_encoder
 from thunder3d.models.regressor import Regressor, RegressorConfig
 
@@ -91,6 +91,7 @@ class TalkerModel(nn.Module):
         self.normalizer: Normalizer | None = None
         self.styles: tuple[str, ...] = ()
         self.default_guidance = 1.0  # audio guidance when a caller gives none (checkpoint "sampling")
+        self.default_steps = DEFAULT_STEPS  # DDIM steps when a caller gives none (checkpoint "sampling")
 
     @property
     def config(self) -> dict[str, Any]:
