@@ -84,8 +84,9 @@ def test_animate_reports_targets(bench, tmp_path, capsys):
     assert [r["result"] for r in result["rows"]] == ["pass", "pass", "FAIL", "pass"]
     assert [r["target"] for r in result["rows"]] == ["<= 1000 s", "<= 1000 s", "<= 0 s", "< 1000 GB"]
     measured = [float(r["measured"].split()[0]) for r in result["rows"]]
+    # the rows show the JSON's figures to 2 decimals
     assert measured == pytest.approx([result["animate_median_s"], result["cli_median_s"], result["render_s"],
-                                      result["peak_rss_gb"]], abs=0.006)  # the rows show the JSON's figures to 2 decimals
+                                      result["peak_rss_gb"]], abs=0.006)
     assert 0 < result["animate_median_s"] < 1000 and result["render_s"] > 0 and 0 < result["peak_rss_gb"] < 1000
     assert result["cli_median_s"] > result["animate_median_s"] and len(result["cli_s"]) == 1
     assert result["long"]["frames"] == 150  # 0.1 min at 25 fps

@@ -223,11 +223,16 @@ def resolve_run(path: str | Path) -> Path:
     return path
 
 
-def check_sampling_steps(steps: Any, what: str) -> int:
-    """``steps`` as an int >= 1, else CheckpointError naming ``what``."""
+def check_sampling(sampling: Mapping[str, Any] | None, where: str = "sampling") -> dict[str, Any]:
+    """The sampling defaults of a talker config (``guidance``: a finite number, 1 without;
+    ``steps``: an integer >= 1, when given), checked; else CheckpointError naming ``where``."""
+    sampling = {"guidance": 1.0, **dict(sampling or {})}
+    guidance, steps = sampling["guidance"], sampling.get("steps", 1)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise CheckpointError(f"{where}.guidance must be a finite number, got {guidance!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise CheckpointError(f"{what} must be an integer >= 1, got {steps!r}")
-    return steps
+        raise CheckpointError(f"{where}.steps must be an integer >= 1, got {steps!r}")
+    return sampling
 
 
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
@@ -237,11 +242,7 @@ def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool
     :meth:`Checkpoint.weights`), no optimizer, no training state. The config records where it came from (``packed_from``: source, step,
     weights) plus ``note``, and ``sampling`` (e.g. ``{"guidance": 2.0, "steps": 5}``: defaults that samplers
     use when their caller gives none) is merged into its ``sampling``. Written atomically. Returns ``dst``."""
-    guidance = (sampling or {}).get("guidance", 1.0)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise CheckpointError(f"sampling guidance must be a finite number, got {guidance!r}")
-    if "steps" in (sampling or {}):
-        check_sampling_steps(sampling["steps"], "sampling steps")
+    guidance = check_sampling(sampling)["guidance"]
     src = resolve_run(src)  # a run folder: its best/, else its last/ (what load_talker reads)
     out = Path(dst).resolve()
     if out == src.resolve() or out in src.resolve().parents:
@@ -728,6 +729,7 @@ def _decode(value: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 
 __all__ = [
-    "Checkpoint", "FORMAT_VERSION", "check_expected", "clean_stale", "config_differences", "check_sampling_steps",
-    "load_checkpoint", "load_training_state", "pack_checkpoint", "recover_checkpoint", "resolve_run", "save_checkpoint",
+    "Checkpoint", "FORMAT_VERSION", "check_expected", "check_sampling", "clean_stale", "config_differences",
+    "load_checkpoint", "load_training_state", "pack_checkpoint", "recover_checkpoint", "resolve_run",
+    "save_checkpoint",
 ]

@@ -6,13 +6,12 @@ them), so that neither imports the other. The folder format itself is :mod:`.for
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from thunder3d.checkpoints.format import check_sampling_steps, load_checkpoint, resolve_run
+from thunder3d.checkpoints.format import check_sampling, load_checkpoint, resolve_run
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import CheckpointError, ModelConfigError
 from thunder3d.models.m2s import M2S, M2SConfig
@@ -45,12 +44,9 @@ def load_talker(path: str | Path, device: str | torch.device = "cpu", *,
         raise CheckpointError(f"{path}: weights do not fit the saved model config ({exc})") from None
     normalizer = Normalizer.from_dict(config["normalizer"])
     model.normalizer, model.styles = normalizer, tuple(config.get("styles") or ())
-    guidance = (config.get("sampling") or {}).get("guidance", 1.0)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise CheckpointError(f"{path}: sampling.guidance must be a finite number, got {guidance!r}")
-    model.default_guidance = float(guidance)
-    if "steps" in (config.get("sampling") or {}):
-        model.default_steps = check_sampling_steps(config["sampling"]["steps"], f"{path}: sampling.steps")
+    sampling = check_sampling(config.get("sampling"), f"{path}: sampling")
+    model.default_guidance = float(sampling["guidance"])
+    model.default_steps = int(sampling.get("steps", model.default_steps))
     rig = load_rig(config["rig"])
     if tuple(rig.coeff_names) != tuple(normalizer.coeff_names):
         raise CheckpointError(f"{path}: rig {rig.spec!r} coefficients differ from the normalizer's")
