@@ -180,3 +180,43 @@ def test_stream_quality_compares_streamed_with_offline(bench, tiny_corpus, tiny_
     assert all(0 <= r["closure"] <= 1 and r["lve"] > 0 for r in rows)
     assert rows[0]["cpu_s_per_s"] is None and rows[1]["cpu_s_per_s"] > 0
     assert "offline (steps 10" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_thunder_effect_sweeps_confirms_and_resumes(bench, corpus, tmp_path, capsys):
+    study = bench("thunder_effect")
+    work, md, js = tmp_path / "work", tmp_path / "effect.md", tmp_path / "effect.json"
+    md.write_text("# kept intro\n\n" + study.MARKER + "\nold tables\n")
+    args = ["--corpus", str(corpus), "--work", str(work), "--steps", "4", "--sweep-stop", "2", "--settings", "base",
+            "l0.3", "l3", "best_ramp", "--seeds", "0", "1", "--samples", "2", "--clips", "1", "--jobs", "2",
+            "--talker-args", TINY_TALKER + " --audio mel --eval-every 2 --save-every 2",
+            "--listener-args", TINY_M2S + " --steps 2 --stop-at 2", "--listener-split", "all",
+            "--markdown", str(md), "--json", str(js)]
+    assert study.main(args) == 0
+    result = json.loads((work / "study.json").read_text())
+    assert set(result["sweep"]) == {"base", "l0.3", "l3", "best_ramp"} and result["best_lambda"] in (0.3, 3.0)
+    assert result["sweep"]["best_ramp"]["lambda"] == result["best_lambda"]
+    assert "--m2s-ramp 500" in " ".join(result["commands"])
+    final = result["final"]
+    pairs = json.loads(js.read_text())
+    assert [p["seed"] for p in pairs["pairs"]] == [0, 1] and final in pairs["setting"]
+    assert all(p["with"]["lve_mm"] > 0 and p["without"]["sdiv_u_mm"] >= 0 for p in pairs["pairs"])
+    for seed in (0, 1):
+        assert json.loads((work / f"{final}_s{seed}" / "last" / "config.json").read_text())["step"] == 4
+    text = md.read_text()
+    assert text.startswith("# kept intro") and "old tables" not in text and "## Sweep" in text
+    assert "## Confirmation" in text and "mouth2s" in result["listeners"]
+    capsys.readouterr()
+    assert study.main(args) == 0  # a second call finds everything done
+    assert "start:" not in capsys.readouterr().out
+
+
+def test_audit_check_ranks_true_above_late_and_still(bench, tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    assert bench("audit_check").main(["--corpus", str(tiny_corpus), "--split", "all", "--clips", "2",
+                                      "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["clips"] == 2 and result["late_ms"] == 240.0
+    assert result["mean"]["true"]["score"] > result["mean"]["late"]["score"] > 0
+    assert result["mean"]["true"]["score"] > result["mean"]["still"]["score"]
+    assert "true scores above late" in capsys.readouterr().out

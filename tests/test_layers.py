@@ -25,7 +25,7 @@ ALLOWED = {
     "export": SIGNAL | {"data", "render"},
     "train": SIGNAL | {"data", "models", "checkpoints", "eval"},
     "inference": SIGNAL | {"data", "models", "checkpoints", "export"},
-    "scoring": SIGNAL | {"data", "models", "checkpoints", "eval", "inference"},
+    "scoring": SIGNAL | {"data", "models", "checkpoints", "eval", "export", "inference"},
     "live": SIGNAL | {"data", "models", "checkpoints", "export", "inference"},
 }
 TOP = {"cli", "__init__", "__main__"}  # may import anything

@@ -88,7 +88,8 @@ def _frame_audio(clip: Clip) -> np.ndarray:
 
 def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], samples: int = 5, seed: int = 0,
                            steps: int | None = None, *, device: str = "cpu", conditioned: bool = True,
-                           **options) -> Predictions:
+                           listener: str | None = None, listener_strength: float = 0.0, candidates: int = 1,
+                           guide_options: Mapping[str, Any] | None = None, **options) -> Predictions:
     """Sample a trained talker for every clip.
 
     Args:
@@ -101,12 +102,23 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
             checkpoint's own).
         conditioned: pass each clip's emotion and intensity, and its style when the model knows
             it (held-out speakers get none); False samples every clip unconditioned.
+        listener, listener_strength, candidates: sample with a listener
+            (:func:`~thunder3d.inference.listening.listen_generate`): an M2S run or ``"builtin"``,
+            the guidance step, the draws per kept sample; ``guide_options``: the guide's ``smooth``
+            and ``t_max``.
         options: further :func:`~thunder3d.inference.sampling.generate` options (``audio_scale``,
             ``cond_scale``, ``window``, ``overlap``, ...).
     """
     if samples < 1:
         raise EvalError(f"samples must be >= 1, got {samples}")
     model, rig, _, _ = load_talker(run, device)
+    m2s = None
+    if listener is not None:
+        from thunder3d.checkpoints import load_listener
+        from thunder3d.inference.listening import check_listening
+
+        check_listening(listener_strength, candidates)
+        m2s, _ = load_listener(listener, rig=rig, device=device)
     styles = tuple(getattr(model, "styles", ()) or ())
     if options.get("audio_scale") is None:  # the checkpoint's recommendation
         options["audio_scale"] = model.default_guidance
@@ -118,12 +130,22 @@ def checkpoint_predictions(run: str | os.PathLike, clips: Sequence[Clip], sample
             labels = {"emotion": clip.emotion, "intensity": clip.intensity or None,
                       "style": clip.style if clip.style in styles else None}
         n = 1 if model.deterministic else samples
+        if m2s is not None:
+            from thunder3d.inference.listening import listen_generate
+
+            out, _ = listen_generate(model, _frame_audio(clip), m2s, rig, samples=n, seed=seed, steps=steps,
+                                     device=device, strength=listener_strength, candidates=candidates,
+                                     **dict(guide_options or {}), **labels, **options)
+            return out
         out = generate(model, _frame_audio(clip), samples=n, seed=seed, steps=steps, device=device,
                        **labels, **options)  # [n, T, C]
         return np.repeat(out, samples // n, axis=0)
 
-    return Predictions(rig, LazyPredictions(clips, make), str(run),
-                       {"audio_scale": float(options["audio_scale"]), "steps": int(steps)})
+    settings = {"audio_scale": float(options["audio_scale"]), "steps": int(steps)}
+    if m2s is not None:
+        settings.update(listener=str(listener), listener_strength=float(listener_strength), candidates=int(candidates),
+                        **dict(guide_options or {}))
+    return Predictions(rig, LazyPredictions(clips, make), str(run), settings)
 
 
 def folder_predictions(folder: str | os.PathLike, clips: Sequence[Clip], rig: Rig) -> Predictions:
@@ -216,7 +238,9 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
                  name: str | None = None, results: Mapping[str, Any] | None = None, split: str = "test",
                  voice: str | None = None, clips: int = 0, samples: int = 5, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, rig: str | None = None, m2s: str | os.PathLike | None = None,
-                 device: str = "cpu", progress: bool = True) -> tuple[str, dict[str, Any]]:
+                 listener: str | None = None, listener_strength: float = 0.0, candidates: int = 1,
+                 guide_options: Mapping[str, Any] | None = None, device: str = "cpu",
+                 progress: bool = True) -> tuple[str, dict[str, Any]]:
     """Score one system on corpus clips: what ``thunder3d eval talker`` does.
 
     Args:
@@ -229,6 +253,8 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
         samples, seed, steps, guidance: sampling of ``model`` (``steps``/``guidance`` None: the model's own).
         rig: the rig of the other kinds (default: the M2S's, else builtin); not with ``model``.
         m2s: an M2S run: adds the audio-consistency figure.
+        listener, listener_strength, candidates, guide_options: sample ``model`` with a listener
+            (guidance and/or re-ranking, :func:`checkpoint_predictions`).
     Returns:
         ``(name, result)``; add it to ``results`` with :func:`~thunder3d.eval.talker.add_system`.
     """
@@ -238,6 +264,10 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
         raise EvalError(f"a {kind} system needs a source folder")
     if kind == "model" and rig:
         raise EvalError("a rig does not go with a model: the checkpoint's rig is used")
+    if kind != "model" and (listener is not None or listener_strength or candidates != 1):
+        raise EvalError("--listener, --listener-strength and --candidates sample a --model")
+    if listener is None and (listener_strength or candidates != 1):
+        raise EvalError("--listener-strength and --candidates need a --listener (an M2S run or builtin)")
     if name is None:
         if kind in ("model", "predictions"):
             run = Path(source).resolve()
@@ -249,7 +279,9 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
     loaded = [load_clip(corpus, cid) for cid in ids]
     m2s_model, m2s_rig = load_m2s(m2s, device=device) if m2s else (None, None)
     if kind == "model":
-        preds = checkpoint_predictions(source, loaded, samples, seed, steps, device=device, audio_scale=guidance)
+        preds = checkpoint_predictions(source, loaded, samples, seed, steps, device=device, audio_scale=guidance,
+                                       listener=listener, listener_strength=listener_strength, candidates=candidates,
+                                       guide_options=guide_options)
     else:
         the_rig = load_rig(rig) if rig else (m2s_rig or load_rig("builtin"))
         if kind == "predictions":
@@ -262,11 +294,123 @@ def score_talker(kind: str, corpus: str | os.PathLike, *, source: str | os.PathL
                                  progress=progress)
     result.update(source=preds.source, corpus=str(corpus), split=split, seed=seed,
                   steps=preds.settings.get("steps"), m2s=str(m2s) if m2s else None,
-                  audio_scale=preds.settings.get("audio_scale"))
+                  audio_scale=preds.settings.get("audio_scale"),
+                  **{k: preds.settings[k] for k in ("listener", "listener_strength", "candidates", "smooth", "t_max")
+                     if k in preds.settings})
     return name, result
 
 
+# --------------------------------------------------------------------------- audit
+AUDIT_TRACK_SUFFIXES = (".npz", ".csv")
+MAX_LENGTH_GAP_S = 1.0
+
+
+def load_track(path: str | os.PathLike, rig: Rig, *, fps: float | None = None, sample: int = 0) -> np.ndarray:
+    """A face track as ``[T, C]`` coefficients of ``rig`` at 25 fps: an npz with ``coeffs`` (``[T, C]`` or
+    ``[N, T, C]``; ``coeff_names`` matched by name, else the rig's layout; ``fps`` when stored) or a Live
+    Link Face CSV; other rates are resampled linearly."""
+    from thunder3d.data.import_livelink import read_livelink_csv
+    from thunder3d.export.retarget import retarget
+
+    path = Path(path)
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise EvalError(f"--fps must be a positive number, got {fps}")
+    if not path.is_file():
+        raise EvalError(f"track not found: {path}")
+    if path.suffix.lower() not in AUDIT_TRACK_SUFFIXES:
+        raise EvalError(f"{path}: a track is an .npz (coeffs) or a Live Link Face .csv, not {path.suffix or 'no suffix'!r}")
+    if path.suffix.lower() == ".csv":
+        try:
+            take = read_livelink_csv(path, fps=fps)
+        except ThunderError:
+            raise
+        except (OSError, ValueError) as e:
+            raise EvalError(f"{path}: not a readable Live Link Face CSV ({e})") from None
+        coeffs, names, rate = take.coeffs, ARKIT_NAMES, take.fps
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "coeffs" not in z:
+                    raise EvalError(f"{path}: no 'coeffs' array (keys: {', '.join(z.files) or 'none'})")
+                coeffs = np.asarray(z["coeffs"], dtype=np.float32)
+                key = "coeff_names" if "coeff_names" in z else "names" if "names" in z else None
+                names = None
+                if key is not None:
+                    stored = z[key]
+                    if stored.ndim != 1:
+                        raise EvalError(f"{path}: {key} must be a list of names, got an array of shape {list(stored.shape)}")
+                    names = [str(n) for n in stored]
+                rate = float(z["fps"]) if "fps" in z else None
+        except EvalError:
+            raise
+        except (OSError, ValueError, TypeError, KeyError, EOFError) as e:
+            raise EvalError(f"{path}: not a readable npz ({e})") from None
+        if rate is not None and not (np.isfinite(rate) and rate > 0):
+            raise EvalError(f"{path}: fps must be a positive number, got {rate}")
+        if coeffs.ndim == 3:
+            if not 0 <= sample < coeffs.shape[0]:
+                raise EvalError(f"{path}: sample {sample} out of range (the file holds {coeffs.shape[0]})")
+            coeffs = coeffs[sample]
+        if coeffs.ndim != 2:
+            raise EvalError(f"{path}: coeffs must be [T, C] or [N, T, C], got {list(coeffs.shape)}")
+        rate = fps or rate or 25.0
+    if names is None:
+        if coeffs.shape[1] != rig.num_coeffs:
+            raise EvalError(f"{path}: {coeffs.shape[1]} unnamed coefficients per frame; rig {rig.spec!r} has "
+                            f"{rig.num_coeffs} (store coeff_names to map by name)")
+    elif list(names) != list(rig.coeff_names):
+        if len(names) != coeffs.shape[1]:
+            raise EvalError(f"{path}: {len(names)} names for {coeffs.shape[1]} coefficients")
+        coeffs = np.asarray(retarget(coeffs, names, rig), dtype=np.float32)
+    if not np.isfinite(coeffs).all():
+        raise EvalError(f"{path}: the track has NaN or infinite values")
+    if len(coeffs) < 2:
+        raise EvalError(f"{path}: the track has {len(coeffs)} frame(s); at least 2 are needed")
+    if abs(rate - 25.0) > 1e-6:
+        duration = len(coeffs) / rate
+        t_new = np.arange(int(round(duration * 25.0))) / 25.0
+        t_old = np.arange(len(coeffs)) / rate
+        coeffs = np.stack([np.interp(t_new, t_old, coeffs[:, c]) for c in range(coeffs.shape[1])], axis=1)
+    return np.ascontiguousarray(coeffs, dtype=np.float32)
+
+
+def audit_files(speech: str | os.PathLike, track: str | os.PathLike, *, text: str | None = None,
+                rig: str = "builtin", listener: str | None = "builtin", fps: float | None = None,
+                sample: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """``thunder3d audit``: load the speech and the track, time the phones (forced alignment of
+    ``text``, else of ``SPEECH.txt`` beside the speech, else word recognition), load the listener
+    (``"builtin"``, an M2S run, or None) and :func:`~thunder3d.eval.audit.audit_track`. Everything is
+    checked before the work starts."""
+    from thunder3d.audio.align import align_detailed, recognize
+    from thunder3d.audio.io import audio_info, load_audio
+    from thunder3d.checkpoints import load_listener
+    from thunder3d.eval.audit import audit_track
+
+    speech = Path(speech)
+    audio_info(speech)  # a clear AudioError for a missing or unreadable file
+    the_rig = load_rig(rig)
+    coeffs = load_track(track, the_rig, fps=fps, sample=sample)
+    m2s = None
+    if listener is not None:
+        m2s, _ = load_listener(listener, rig=the_rig, device=device)
+    if text is None and speech.with_suffix(".txt").is_file():
+        text = speech.with_suffix(".txt").read_text(encoding="utf-8", errors="replace").strip() or None
+    wav = load_audio(speech)
+    duration, track_s = wav.size / 16000, len(coeffs) / 25.0
+    if abs(duration - track_s) > MAX_LENGTH_GAP_S:
+        raise EvalError(f"the track lasts {track_s:.2f} s and the speech {duration:.2f} s: they do not belong "
+                        f"together (at most {MAX_LENGTH_GAP_S:g} s apart)")
+    T = len(coeffs)
+    wav = np.pad(wav, (0, max(0, T * SAMPLES_PER_FRAME - wav.size)))[: T * SAMPLES_PER_FRAME]
+    phones = align_detailed(wav, text).phones if text else recognize(wav, "words")
+    report = audit_track(the_rig, coeffs, wav, phones, listener=m2s)
+    report.update(speech=str(speech), track=str(track), phones_from="alignment" if text else "recognition",
+                  listener_source=None if listener is None else str(listener), rig=the_rig.spec)
+    return report
+
+
 __all__ = [
+    "AUDIT_TRACK_SUFFIXES", "audit_files", "load_track",
     "SYSTEM_KINDS", "score_talker", "select_clips", "add_system", "format_markdown", "read_results",
     "LazyPredictions", "Predictions", "checkpoint_predictions", "folder_predictions",
     "rulebased_predictions",

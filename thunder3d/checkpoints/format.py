@@ -236,7 +236,8 @@ def check_sampling(sampling: Mapping[str, Any] | None, where: str = "sampling") 
 
 
 def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool | None = None,
-                    note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None) -> Path:
+                    note: Mapping[str, Any] | None = None, sampling: Mapping[str, Any] | None = None,
+                    half: bool = False) -> Path:
     """An inference-only copy of a checkpoint (or of a run folder's ``best/``, else ``last/``):
     ``dst/config.json`` + ``dst/model.safetensors`` holding the weights for use (EMA when present, see
     :meth:`Checkpoint.weights`), no optimizer, no training state. The config records where it came from (``packed_from``: source, step,
@@ -255,8 +256,12 @@ def pack_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ema: bool
         config["sampling"] = {**(config.get("sampling") or {}), **dict(sampling)}
     use_ema = ckpt.ema_state_dict is not None if ema is None else ema
     config["packed_from"] = {"source": str(Path(src)), "step": ckpt.step,
-                             "weights": "ema" if use_ema else "model", **dict(note or {})}
-    return save_checkpoint(dst, model=ckpt.weights(use_ema), config=config)
+                             "weights": ("ema" if use_ema else "model") + (", float16" if half else ""),
+                             **dict(note or {})}
+    weights = ckpt.weights(use_ema)
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    return save_checkpoint(dst, model=weights, config=config)
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

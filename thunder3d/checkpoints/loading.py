@@ -82,4 +82,21 @@ def load_m2s(path: str | Path, *, rig: str | Rig | None = None, input: str | Non
     return model.to(device).eval(), the_rig.to(device)
 
 
-__all__ = ["load_m2s", "load_talker"]
+LISTENER_NAMES = ("builtin", "listener-builtin")
+LISTENER_DIR = Path(__file__).resolve().parents[1] / "assets" / "pretrained" / "listener-builtin"
+"""The M2S listener shipped inside the package (mouth2s, built-in rig)."""
+
+
+def load_listener(spec: str | Path | None = "builtin", *, rig: str | Rig | None = None,
+                  device: str | torch.device = "cpu") -> tuple[M2S, Rig]:
+    """An M2S listener: ``"builtin"`` (or None) for the one shipped in the package, else a run
+    folder or checkpoint (:func:`load_m2s`)."""
+    if spec is None or str(spec) in LISTENER_NAMES:
+        if not (LISTENER_DIR / "config.json").is_file():
+            raise CheckpointError(f"the built-in listener is missing from this installation ({LISTENER_DIR}); "
+                                  "pass a trained M2S run instead")
+        spec = LISTENER_DIR
+    return load_m2s(spec, rig=rig, device=device)
+
+
+__all__ = ["LISTENER_DIR", "LISTENER_NAMES", "load_listener", "load_m2s", "load_talker"]

@@ -33,6 +33,13 @@ def cmd_animate(args: argparse.Namespace) -> int:
     from thunder3d.inference import Animator, audio_inputs
 
     formats = check_export_options(args.format, args.size)
+    if args.listener is not None or args.listener_strength or args.candidates != 1:
+        from thunder3d.errors import ThunderError
+        from thunder3d.inference.listening import check_listening
+
+        check_listening(args.listener_strength, args.candidates)
+        if args.listener is None:
+            raise ThunderError("--listener-strength and --candidates need --listener (builtin or an M2S run)")
     jobs, skipped = audio_inputs(args.input, args.output, skip_bad=args.skip_bad)  # every header before any work
     out = ensure_folder(args.output)
     animator = Animator.from_pretrained(args.model, device=args.device, rig=args.rig, recognizer=args.recognizer,
@@ -44,7 +51,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
             animations = animator.animate(path, samples=args.samples, emotion=args.emotion, intensity=args.intensity,
                                           style=args.style, steps=args.steps, guidance=args.guidance,
                                           cond_guidance=args.cond_guidance, seed=args.seed, window=args.window,
-                                          overlap=args.overlap, progress=not args.no_progress)
+                                          overlap=args.overlap, progress=not args.no_progress,
+                                          listener=args.listener, listener_strength=args.listener_strength,
+                                          candidates=args.candidates)
         except AudioError as exc:
             if not args.skip_bad:
                 raise
@@ -102,6 +111,9 @@ def register(sub) -> None:
     opt(p, "--recognizer", None, "phone-reading models: words (accurate) or phones (faster) (default: the model's)",
         choices=("words", "phones"))
     opt(p, "--mel-gain", None, "hybrid models: weight of the mel features, 0-1 (default: the model's)", type=float)
+    opt(p, "--listener", None, "sample with a mesh-to-speech listener: builtin or an M2S run (default: none)")
+    opt(p, "--listener-strength", 0.0, "listener guidance step per DDIM step (0 = none)", type=float)
+    opt(p, "--candidates", 1, "draws per sample, the listener keeps the most in sync (1 = none)", type=int)
     opt(p, "--skip-bad", False, "skip and list unreadable audio files instead of stopping")
     add_common(p, progress=True)
     p.set_defaults(func=cmd_animate)

@@ -29,6 +29,7 @@ frame of the training clips); its :meth:`~Normalizer.to_dict` is plain JSON for 
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -49,6 +50,7 @@ from thunder3d.data.clip import (
     read_clip_npz,
     read_manifest,
 )
+from thunder3d.data.degrade import DegradeConfig, degrade_motion
 from thunder3d.data.pretrained import pretrained_path, read_pretrained
 from thunder3d.data.recognized import read_recognized, recognized_path
 
@@ -226,6 +228,11 @@ class ClipDataset(torch.utils.data.Dataset):
         pretrained: also return ``pretrained``, the cached frozen features of that name
             (:func:`~thunder3d.data.pretrained.read_pretrained`, e.g. ``"whisper-tiny.en"``; a clip
             without them is a :class:`DataError` naming ``thunder3d data features``).
+        degrade: label degradation of the motion (:class:`~thunder3d.data.degrade.DegradeConfig`,
+            applied to the raw coefficients before normalisation; audio and phones stay clean).
+        fraction: keep only this fraction of the split's clips (0 < f <= 1), chosen by a hash of
+            the clip id, so the clips of a smaller fraction are a subset of a larger one's and the
+            choice does not depend on the seed.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
@@ -233,8 +240,12 @@ class ClipDataset(torch.utils.data.Dataset):
                  windows_per_epoch: int | None = None, normalizer: Normalizer | None = None, *,
                  cache_audio: bool = True, styles: Sequence[str] | None = None,
                  oversample: Mapping[str, int] | None = None, recognized: bool = False,
-                 recognizer: str = "phones", pretrained: str | None = None) -> None:
+                 recognizer: str = "phones", pretrained: str | None = None,
+                 degrade: "DegradeConfig | None" = None, fraction: float = 1.0) -> None:
         window_seconds = float(window_seconds)
+        fraction = float(fraction)
+        if not 0.0 < fraction <= 1.0:
+            raise DataError(f"fraction must be in (0, 1], got {fraction:g}")
         if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
             raise DataError(f"window_seconds must be between {MIN_WINDOW_SECONDS:g} and "
                             f"{MAX_WINDOW_SECONDS:g} s, got {window_seconds:g}")
@@ -243,6 +254,12 @@ class ClipDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         self.ids = corpus_clips(self.root, split)
+        if fraction < 1.0:
+            self.ids = [cid for cid in self.ids if zlib.crc32(cid.encode("utf-8")) / 2**32 < fraction]
+            if not self.ids:
+                raise DataError(f"fraction {fraction:g} keeps none of the {split} clips of {self.root}")
+        self.fraction = fraction
+        self.degrade = degrade if degrade is not None and degrade.active else None
         self.window_seconds = window_seconds
         self.window_frames = int(round(window_seconds * FPS))
         self.seed = int(seed)
@@ -354,12 +371,14 @@ class ClipDataset(torch.utils.data.Dataset):
             coeffs = np.ascontiguousarray(coeffs, dtype=np.float32)
             if not np.isfinite(coeffs).all():
                 raise DataError(f"clip {cid!r}: coeffs contain NaN or inf")
-            if self.normalizer is not None:
-                coeffs = self.normalizer.normalize(coeffs).astype(np.float32)
             num = len(coeffs)
             phones = fields.get("phones")
             labels = (to_frame_labels(phones, num, fps=FPS) if phones is not None
                       else np.full(num, PAD_PHONE, dtype=np.int64))
+            if self.degrade is not None:
+                coeffs = degrade_motion(coeffs, labels, cid, self.degrade)
+            if self.normalizer is not None:
+                coeffs = self.normalizer.normalize(coeffs).astype(np.float32)
             emotion = fields.get("emotion")
             self._motion[k] = _Motion(
                 coeffs=coeffs,

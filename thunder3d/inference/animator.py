@@ -203,6 +203,7 @@ class Animator:
         target = trained_rig if same else load_rig(rig).to(self.device)
         self.rig: Rig = target
         self._retarget: np.ndarray | None = None  # [C_trained, C] when the layouts differ
+        self._listeners: dict[str, Any] = {}  # M2S listeners by spec, loaded on first use
         if tuple(target.coeff_names) != tuple(trained_rig.coeff_names):
             self._retarget = _retarget_matrix(trained_rig, target)
         if model.uses_phones:  # start the recognition workers now: they load while the audio does
@@ -315,7 +316,8 @@ class Animator:
                 intensity: int | str | None = None, style: str | None = None, steps: int | None = None,
                 guidance: float | None = None, cond_guidance: float = 1.0, seed: int = 0,
                 window: float | None = None, overlap: float | None = None,
-                progress: bool = False) -> list[Animation]:
+                progress: bool = False, listener: str | os.PathLike | None = None,
+                listener_strength: float = 0.0, candidates: int = 1) -> list[Animation]:
         """Animate speech of any length.
 
         Args:
@@ -334,6 +336,10 @@ class Animator:
             window, overlap: sampling window and the overlap of consecutive windows, in seconds
                 (default: the training window, :attr:`window`, and a quarter of it).
             progress: show a tqdm progress bar (one tick per network evaluation).
+            listener: sample with a mesh-to-speech listener (``"builtin"`` or an M2S run of the
+                model's rig; :mod:`thunder3d.inference.listening`): ``listener_strength`` > 0 steers
+                every DDIM step towards what it hears as the speech, ``candidates`` > 1 draws that many
+                animations per sample and keeps the ones it hears as most in sync.
         Returns:
             ``samples`` :class:`Animation` objects sharing one ``audio`` array, each ``[T, C]`` with
             ``T = ceil(N / 640)``.
@@ -357,6 +363,17 @@ class Animator:
         for name, value in (("guidance", guidance), ("cond_guidance", cond_guidance)):
             if not math.isfinite(float(value)):
                 raise ThunderError(f"{name} must be a finite number, got {value!r}")
+        listening = None
+        if listener is not None:
+            from thunder3d.inference.listening import check_listening
+
+            check_listening(listener_strength, candidates)
+            if self.deterministic:
+                raise ThunderError("a listener steers or re-ranks diffusion samples; this model is the regressor")
+            listening = {"listener": self._listener(listener), "rig": self.trained_rig,
+                         "strength": float(listener_strength), "candidates": int(candidates)}
+        elif listener_strength or candidates != 1:
+            raise ThunderError("listener_strength and candidates need a listener (builtin or an M2S run)")
         window = self.window if window is None else float(window)
         overlap = window / 4 if overlap is None else float(overlap)
         if not (math.isfinite(window) and 1.0 <= window <= 30.0):
@@ -375,14 +392,23 @@ class Animator:
             coeffs = self._sample(wav, frames, samples, emotion=emotion, intensity=intensity,
                                   style=style, steps=int(steps), audio_scale=float(guidance),
                                   cond_scale=float(cond_guidance), seed=int(seed), window=window,
-                                  overlap=overlap, progress=progress, name=name)
+                                  overlap=overlap, progress=progress, name=name, listening=listening)
         return [Animation(coeffs=coeffs[i], names=self.names, rig=self.rig, audio=wav, sample=i,
                           seed=int(seed) + i, emotion=emotion, intensity=intensity, style=style,
                           source=source)
                 for i in range(samples)]
 
+    def _listener(self, spec: str | os.PathLike):
+        """The M2S listener ``spec`` (loaded once per Animator)."""
+        from thunder3d.checkpoints import load_listener
+
+        key = str(spec)
+        if key not in self._listeners:
+            self._listeners[key], _ = load_listener(spec, rig=self.trained_rig, device=self.device)
+        return self._listeners[key]
+
     def _sample(self, wav: np.ndarray, frames: int, samples: int, *, window: float, overlap: float,
-                progress: bool, name: str, **options: Any) -> np.ndarray:
+                progress: bool, name: str, listening: dict | None = None, **options: Any) -> np.ndarray:
         """``[N, T, C]`` coefficients in the target rig's layout (generate + retarget)."""
         plan = plan_windows(frames, round(window * FPS), round(overlap * FPS), inpaint=not self.deterministic)
         per_window = 1 if self.deterministic else options["steps"]
@@ -391,9 +417,17 @@ class Animator:
         with tqdm(total=len(plan) * per_window, desc=f"animating {Path(name).name}", unit="step",
                   disable=not progress, leave=False) as bar:
             model = _Counted(self.model, bar.update) if progress else self.model
-            coeffs = generate(model, wav, normalizer=self.normalizer, samples=samples,
-                              window=window, overlap=overlap, device=self.device,
-                              **options)  # [N, T, C] in the trained rig's layout
+            if listening is not None:
+                from thunder3d.inference.listening import listen_generate
+
+                bar.total *= listening["candidates"]
+                coeffs, _ = listen_generate(model, wav, samples=samples, normalizer=self.normalizer,
+                                            window=window, overlap=overlap, device=self.device,
+                                            **listening, **options)
+            else:
+                coeffs = generate(model, wav, normalizer=self.normalizer, samples=samples,
+                                  window=window, overlap=overlap, device=self.device,
+                                  **options)  # [N, T, C] in the trained rig's layout
         if not np.isfinite(coeffs).all():
             raise ThunderError(f"{name}: the model produced non-finite coefficients (NaN/inf); "
                                f"the checkpoint {self.path} may be corrupt or diverged")

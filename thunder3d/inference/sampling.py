@@ -41,7 +41,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ from thunder3d.conditions import emotion_id, intensity_id, style_id
 from thunder3d.errors import ThunderError
 from thunder3d.models.diffusion import DEFAULT_STEPS, DDIMSampler, sample
 from thunder3d.models.talker import TalkerModel
+
+if TYPE_CHECKING:
+    from thunder3d.models.guidance import ListenerGuide
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
              style: str | int | None = None, steps: int | None = None, audio_scale: float | None = None,
              cond_scale: float = 1.0, mode: str = "nested", eta: float = 0.0, window: float = 4.0,
              overlap: float = 1.0, fade: float | None = None, context: float = 1.0,
-             device: str | torch.device | None = None) -> np.ndarray:
+             device: str | torch.device | None = None, guide: ListenerGuide | None = None) -> np.ndarray:
     """Sample ``samples`` animations for speech of any length (module docstring).
 
     Args:
@@ -174,6 +177,9 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
         eta: DDIM stochasticity (0 = deterministic given the initial noise).
         window, overlap, fade, context: seconds (see the module docstring).
         device: where to run (default: the model's device).
+        guide: listener guidance (:class:`~thunder3d.models.guidance.ListenerGuide`, diffusion models
+            and audio input only): each window's speech is set on it and every DDIM step's clean
+            estimate is moved by it.
     Returns:
         ``[N, T, C]`` float32 coefficients, ``T = ceil(N_samples / 640)`` for audio input.
     """
@@ -186,6 +192,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
         steps = int(getattr(model, "default_steps", DEFAULT_STEPS))
     normalizer = normalizer if normalizer is not None else getattr(model, "normalizer", None)
     source, is_features = _as_input(audio, model.audio_dim)
+    if guide is not None and (is_features or model.deterministic):
+        raise ThunderError("listener guidance needs a diffusion model and audio input (not features)")
     total = source.shape[0] if is_features else math.ceil(source.shape[0] / SAMPLES_PER_FRAME)
     C = model.coeff_dim
     e = emotion_id(emotion)
@@ -226,8 +234,11 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
                       "intensity": torch.full((samples,), i, device=device),
                       "style": torch.full((samples,), s, device=device)}
             scales = {"audio_scale": audio_scale, "cond_scale": cond_scale, "mode": mode}
+            if guide is not None:
+                wav = source[win.start * SAMPLES_PER_FRAME: win.end * SAMPLES_PER_FRAME]
+                guide.set_speech(torch.nn.functional.pad(wav, (0, length * SAMPLES_PER_FRAME - wav.numel())))
             x = sample_window(model, feats, labels, scales, out[:, win.start: win.start + win.known],
-                              None if deterministic else sampler, lambda: noise(length), eta=eta)
+                              None if deterministic else sampler, lambda: noise(length), eta=eta, guide=guide)
             a, b = win.start + win.known, win.new_from  # the cross-faded frames [a, b)
             if b > a:
                 alpha = torch.arange(1, b - a + 1, dtype=torch.float32)[None, :, None] / (b - a + 1)
@@ -242,7 +253,8 @@ def generate(model: TalkerModel, audio: Any, *, normalizer: Normalizer | None = 
 
 
 def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], scales: dict[str, Any],
-                  known: Tensor, sampler: DDIMSampler | None, noise, eta: float = 0.0) -> Tensor:
+                  known: Tensor, sampler: DDIMSampler | None, noise, eta: float = 0.0,
+                  guide: ListenerGuide | None = None) -> Tensor:
     """One window of ``S`` samples, ``[S, L, C]`` normalised on the CPU: the one step that
     :func:`generate` and the streaming animator repeat.
 
@@ -254,6 +266,7 @@ def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], 
             inpainting; ``K`` may be 0).
         sampler: the DDIM sampler with its timesteps set (None for a deterministic model).
         noise: draws ``[S, L, C]`` standard normal noise.
+        guide: moves each step's clean estimate (listener guidance; its speech already set).
     """
     S, L = feats.shape[:2]
     if sampler is None:
@@ -266,7 +279,7 @@ def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], 
         mask = torch.zeros(S, L, dtype=torch.bool, device=device)
         mask[:, :K] = True
     x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales), (S, L, C), sampler,
-               known=imposed, known_mask=mask, eta=eta, device=device, noise=noise)
+               known=imposed, known_mask=mask, eta=eta, device=device, noise=noise, guide=guide)
     return x.float().cpu()
 
 

@@ -292,7 +292,8 @@ def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], s
            steps: int | None = None, generator: torch.Generator | None = None, *,
            known: Tensor | None = None, known_mask: Tensor | None = None, eta: float = 0.0,
            device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-           noise: Callable[[], Tensor] | None = None) -> Tensor:
+           noise: Callable[[], Tensor] | None = None,
+           guide: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Run the reverse process from pure noise.
 
     Args:
@@ -310,6 +311,8 @@ def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], s
             a generator per batch item, so that item ``i`` does not depend on the batch size).
             Draws happen in a fixed order: ``x_T``, the first inpainting, then per step the
             ``eta`` noise (``eta > 0``) and the inpainting noise (with ``known``).
+        guide: ``(x̂0 [B, T, C], t [B]) -> x̂0``: moves each step's clean estimate before the DDIM
+            update (e.g. :class:`~thunder3d.models.guidance.ListenerGuide`); None leaves it.
     Returns:
         ``[B, T, C]`` the sample.
     """
@@ -331,6 +334,8 @@ def sample(model_fn: Callable[[Tensor, Tensor], Tensor], shape: Sequence[int], s
     for t, t_prev in zip(sampler.timesteps.tolist(), sampler.prev_timesteps.tolist()):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         x0 = sampler.schedule.pred_x0(model_fn(x, t_batch), x, t_batch)
+        if guide is not None:
+            x0 = guide(x0, t_batch)
         x = sampler.step(x0, t, t_prev, x, eta=eta, noise=noise() if eta > 0 else None).prev_sample
         if known is not None:
             x = sampler.inpaint_step(x, known, known_mask, t_prev, noise())

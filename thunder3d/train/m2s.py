@@ -37,8 +37,9 @@ from torch import Tensor, nn
 from thunder3d.audio.features import log_mel
 from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.data.dataset import ClipDataset, collate
+from thunder3d.data.degrade import DegradeConfig, parse_degrade
 from thunder3d.config import Config
-from thunder3d.errors import TrainError
+from thunder3d.errors import DataError, TrainError
 from thunder3d.models.m2s import (
     INPUT_REGION,
     M2S,
@@ -71,6 +72,7 @@ class M2SData(Config):
         still_prob: probability of a still-face span with background audio per window.
         still_seconds: length range LO,HI of a still span in seconds.
         stats_windows: training windows measured for the normalisation statistics.
+        degrade: label degradation of the training motion: a preset (video) or KEY=VALUE,... of lag, jitter, closure, smooth, amplitude, seed (none = clean).
     """
 
     error = TrainError
@@ -88,8 +90,14 @@ class M2SData(Config):
     still_prob: float = 0.7
     still_seconds: tuple[float, float] = (0.4, 3.5)
     stats_windows: int = 64
+    degrade: dict | None = None
 
     def __post_init__(self) -> None:
+        try:
+            degrade = parse_degrade(self.degrade)
+        except DataError as e:
+            raise TrainError(str(e)) from None
+        self.degrade = None if degrade is None else degrade.to_dict()
         self.still_seconds = tuple(float(v) for v in self.still_seconds)
         lo, hi = self.still_seconds
         if not 0.0 <= self.still_prob <= 1.0 or not 0.0 < lo <= hi:
@@ -120,8 +128,9 @@ class M2STask(CorpusTask):
         self.data = data
         self.rig: Rig = load_rig(data.rig)
         self.cfg = M2SConfig.for_rig(self.rig, data.input, **dict(model or {}))
+        degrade = None if data.degrade is None else DegradeConfig.from_dict(data.degrade)
         self._train = ClipDataset(data.corpus, "train", data.window_seconds,
-                                  rig_coeff_names=self.rig.coeff_names)
+                                  rig_coeff_names=self.rig.coeff_names, degrade=degrade)
         self._val = ClipDataset(data.corpus, "val", data.window_seconds,
                                 rig_coeff_names=self.rig.coeff_names)
         self._stats: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
@@ -131,7 +140,10 @@ class M2STask(CorpusTask):
         return self.cfg.to_dict()
 
     def checkpoint_config(self) -> dict[str, Any]:
-        return {"rig": self.rig.config(), "data": asdict(self.data)}
+        data = asdict(self.data)
+        if data["degrade"] is None:  # only when set: earlier runs stay resumable
+            del data["degrade"]
+        return {"rig": self.rig.config(), "data": data}
 
     def build_model(self) -> nn.Module:
         model = M2S(self.cfg)

@@ -32,6 +32,18 @@ coefficients), heard by the frozen M2S and compared with the input speech by the
 - ``snr``: ``SNR/(1 + SNR) = alpha_bar(t)``, smoothly from 1 (clean) to 0 (pure noise), also cut off
   at ``m2s_t_max`` when that is set.
 
+The deterministic model has no t: ``w = 1``. Two more levers of the THUNDER loss (studied in
+``docs/results/thunder_effect.md``): ``m2s_ramp`` ramps lambda linearly from 0 to its value over the
+first ``m2s_ramp`` optimizer steps, so the listener judges the talker only once it has learned the
+basics; ``m2s_coeffs = "mouth"`` lets its gradient reach only the mouth coefficients (those whose
+displacement lies mostly in the rig's ``mouth`` region,
+:func:`~thunder3d.models.guidance.mouth_coefficients`); the listener
+still hears the whole predicted face.
+
+Training data levers: ``degrade`` (:mod:`thunder3d.data.degrade`) gives the training motion the errors
+of a video reconstruction (evaluation stays clean) and ``train_fraction`` keeps only part of the
+training clips (a hash of the clip id picks them; 10 % is a subset of 30 %).
+
 The deterministic model has no t: ``w = 1``. Every term is logged on its own (``loss_coeff``,
 ``loss_vertex``, ``loss_velocity``, ``loss_m2s`` (weighted, as it enters the loss, before lambda),
 ``loss_phone``, ``m2s_mel_l1`` (unweighted mean over the samples the M2S judged)).
@@ -56,6 +68,7 @@ from torch import Tensor, nn
 from thunder3d.audio.features import log_mel
 from thunder3d.checkpoints import load_m2s
 from thunder3d.data.clip import corpus_clips
+from thunder3d.data.degrade import DegradeConfig, parse_degrade
 from thunder3d.data.dataset import (
     ClipDataset,
     Normalizer,
@@ -76,6 +89,7 @@ from thunder3d.eval.metrics import (
 from thunder3d.models.denoiser import DenoiserConfig
 from thunder3d.models.diffusion import DDIMSampler, DiffusionSchedule, sample
 from thunder3d.models.encoders import MelEncoder, build_audio_encoder
+from thunder3d.models.guidance import mouth_coefficients
 from thunder3d.models.m2s import M2S, freeze, phone_ce, rig_features
 from thunder3d.models.regressor import RegressorConfig
 from thunder3d.models.talker import TalkerConfig, TalkerModel
@@ -84,6 +98,8 @@ from thunder3d.train.corpus import CorpusTask
 
 M2S_WEIGHTINGS = ("none", "tmax", "snr")
 """Timestep weightings of the THUNDER loss (module docstring)."""
+M2S_COEFFS = ("all", "mouth")
+"""Which coefficients the THUNDER loss's gradient reaches (module docstring)."""
 COEFF_LOSSES = ("l2", "l1")
 
 
@@ -134,6 +150,10 @@ class TalkerData(Config):
         clean_phone_prob: for audio encoders that read recognised phones: the probability that a
             training item gets its clip's true phones (the TTS timings) instead of the recognised
             ones, so the model also learns what exact phones mean. Stored only when set.
+        m2s_ramp: ramp the THUNDER loss's weight linearly in over this many optimizer steps (0 = full weight from the start).
+        m2s_coeffs: which coefficients the THUNDER loss's gradient reaches: all, or mouth (the rig's mouth coefficients only).
+        degrade: label degradation of the training motion: a preset (video) or KEY=VALUE,... of lag, jitter, closure, smooth, amplitude, seed (none = clean).
+        train_fraction: train on this fraction of the training clips (0 < f <= 1; picked by clip id hash).
     """
 
     error = TrainError
@@ -159,9 +179,24 @@ class TalkerData(Config):
     stats_windows: int = 64
     oversample: dict | None = None
     clean_phone_prob: float = 0.0
+    m2s_ramp: int = 0
+    m2s_coeffs: str = "all"
+    degrade: dict | None = None
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
+        try:
+            degrade = parse_degrade(self.degrade)
+        except DataError as e:
+            raise TrainError(str(e)) from None
+        self.degrade = None if degrade is None else degrade.to_dict()
+        if self.m2s_coeffs not in M2S_COEFFS:
+            raise TrainError(f"unknown m2s_coeffs {self.m2s_coeffs!r}; valid: {', '.join(M2S_COEFFS)}")
+        if int(self.m2s_ramp) < 0:
+            raise TrainError(f"m2s_ramp must be >= 0 steps, got {self.m2s_ramp}")
+        if not 0.0 < float(self.train_fraction) <= 1.0:
+            raise TrainError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         self.oversample = parse_oversample(self.oversample)
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
@@ -262,8 +297,9 @@ class TalkerTask(CorpusTask):
         encoder = build_audio_encoder(data.audio)
         if data.clean_phone_prob > 0 and not encoder.uses_phones:
             raise TrainError(f"clean_phone_prob needs an audio encoder that reads phones, not {encoder.kind!r}")
+        degrade = None if data.degrade is None else DegradeConfig.from_dict(data.degrade)
         probe = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
-                            styles=self.styles)
+                            styles=self.styles, fraction=data.train_fraction)
         self.normalizer: Normalizer = compute_stats(probe)
         heard = encoder.uses_phones  # the recognised phones cached in the corpus
         cached = {"recognized": heard, "recognizer": encoder.recognizer}
@@ -274,7 +310,8 @@ class TalkerTask(CorpusTask):
             options = encoder.config()
             check_settings(data.corpus, encoder.pretrained_name, {k: options[k] for k in ("model", "chunk", "context")})
         self._train = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
-                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample, **cached)
+                                  normalizer=self.normalizer, styles=self.styles, oversample=data.oversample,
+                                  degrade=degrade, fraction=data.train_fraction, **cached)
         try:
             has_val = bool(corpus_clips(data.corpus, "val"))
         except DataError:
@@ -294,6 +331,7 @@ class TalkerTask(CorpusTask):
                                           diffusion=None if schedule is None else schedule.to_dict())
         self.schedule = schedule
         self.vertex_loss = VertexLoss(rig, data.mouth_weight) if data.w_vertex > 0 else None
+        self.mouth_mask = torch.as_tensor(mouth_coefficients(rig)) if data.m2s_coeffs == "mouth" else None
         self._norm: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     # ------------------------------------------------------------------ model and data
@@ -302,7 +340,8 @@ class TalkerTask(CorpusTask):
 
     def checkpoint_config(self) -> dict[str, Any]:
         data = asdict(self.data)
-        for key, unset in (("oversample", None), ("clean_phone_prob", 0.0)):
+        for key, unset in (("oversample", None), ("clean_phone_prob", 0.0), ("m2s_ramp", 0), ("m2s_coeffs", "all"),
+                           ("degrade", None), ("train_fraction", 1.0)):
             if data[key] == unset:  # only when set: earlier runs stay resumable
                 del data[key]
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
@@ -379,10 +418,21 @@ class TalkerTask(CorpusTask):
             logs["loss_vertex"] = _masked_mean(self.vertex_loss.per_frame(raw_hat, raw_gt), mask)
             total = total + d.w_vertex * logs["loss_vertex"]
         if d.lambda_m2s > 0 and self.m2s is not None:
-            thunder = self.thunder_loss(raw_hat, batch, t, logs)
-            total = total + d.lambda_m2s * thunder
+            heard = raw_hat
+            if self.mouth_mask is not None:  # the gradient reaches the mouth coefficients only
+                keep = self.mouth_mask.to(raw_hat.device)
+                heard = torch.where(keep, raw_hat, raw_hat.detach())
+            thunder = self.thunder_loss(heard, batch, t, logs)
+            total = total + self.lambda_at(step) * thunder
         logs = {k: v.detach() for k, v in logs.items()}
         return total, logs
+
+    def lambda_at(self, step: int) -> float:
+        """The THUNDER loss's weight at optimizer ``step`` (``m2s_ramp``; evaluation, step < 0: full)."""
+        ramp = int(self.data.m2s_ramp)
+        if ramp <= 0 or step < 0:
+            return self.data.lambda_m2s
+        return self.data.lambda_m2s * min(1.0, step / ramp)
 
     def thunder_loss(self, raw_hat: Tensor, batch: Mapping[str, Any], t: Tensor | None,
                      logs: dict[str, Tensor]) -> Tensor:
@@ -474,4 +524,4 @@ class TalkerTask(CorpusTask):
         return result
 
 
-__all__ = ["COEFF_LOSSES", "M2S_WEIGHTINGS", "TalkerData", "TalkerTask", "VertexLoss"]
+__all__ = ["COEFF_LOSSES", "M2S_COEFFS", "M2S_WEIGHTINGS", "TalkerData", "TalkerTask", "VertexLoss"]
