@@ -11,12 +11,14 @@ Whisper encoder, batch 8, EMA 0.999) that differs only in the levers a setting n
   the weight lambda (``l0.03`` ... ``l3``); then, at the best lambda (lowest val LVE), the timestep
   weightings ``snr`` and ``tmax`` (t <= 200), a ramp over the first 500 steps, the gradient on the
   mouth coefficients only; the data regimes: video-like label errors (``--degrade video`` for the
-  talker *and* its listener) and 10 % / 30 % of the training clips with motion. Each setting is
-  compared with its own baseline (the same data without the listener).
-* **confirm** (``--final SETTING``, default the sweep's best clean-data setting): the setting and its
-  baseline trained to the full schedule on ``--seeds`` (the seed-0 runs continue the sweep's runs,
-  ``--resume``), evaluated with ``thunder3d eval talker`` on the ``test`` split (held-out voices and
-  sentences, clean motion), ``--samples`` samples each.
+  talker *and* its listener: ``video_best``, ``video_l1``; or with the listener trained on clean
+  labels: ``video_clean``, ``video_clean_l1``, ``video_clean_l3``) and 10 % / 30 % of the training
+  clips with motion. Each setting is compared with its own baseline (the same data without the listener).
+* **confirm** (``--final SETTING [SETTING ...]``, default the sweep's best clean-data setting): each
+  setting and its baseline trained to the full schedule on ``--seeds`` (the seed-0 runs continue the
+  sweep's runs, ``--resume``), evaluated with ``thunder3d eval talker`` on the ``test`` split (held-out
+  voices and sentences, clean motion), ``--samples`` samples each. The JSON holds the pairs of the
+  confirmed setting with the largest mean LVE gain (the others under ``"others"``).
 * **listeners**: the M2S listeners are trained first (mouth2s on clean labels, mouth2s on the
   degraded ones) and their sync-sensitivity measured with ``thunder3d eval m2s`` on ``test``.
 
@@ -76,6 +78,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("video_base", args=("--degrade", "video"), base="video_base", what="video-like label errors, no listener"),
     Setting("video_best", "mouth2s_video", None, ("--degrade", "video"), base="video_base",
             what="video-like label errors + listener trained on the same labels"),
+    Setting("video_l1", "mouth2s_video", 1.0, ("--degrade", "video"), base="video_base",
+            what="video-like label errors + listener trained on the same labels, lambda 1"),
+    *(Setting(f"video_clean{'' if lam == 0.3 else f'_l{lam:g}'}", "mouth2s", lam, ("--degrade", "video"),
+              base="video_base", what=f"video-like label errors + listener trained on clean labels, lambda {lam:g}")
+      for lam in (0.3, 1.0, 3.0)),
     Setting("f10_base", args=("--train-fraction", "0.1"), base="f10_base", what="10 % of the clips, no listener"),
     Setting("f10_best", "mouth2s", None, ("--train-fraction", "0.1"), base="f10_base",
             what="10 % of the clips + listener (trained on all clips)"),
@@ -84,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
             what="30 % of the clips + listener (trained on all clips)"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
-LAMBDA_SETTINGS = tuple(s.name for s in SETTINGS if s.lam is not None)
+LAMBDA_SETTINGS = tuple(s.name for s in SETTINGS if s.lam is not None and s.base == "base")  # decide the best lambda
 
 
 # --------------------------------------------------------------------------- results of runs
@@ -292,11 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-stop", type=int, default=800, help="step at which the sweep judges a run")
     ap.add_argument("--best-lambda", type=float, default=None,
                     help="the lambda of the 'best' settings (default: the sweep's lambda settings decide)")
-    ap.add_argument("--final", default=None, help="the setting confirmed on --seeds (default: best of the sweep)")
+    ap.add_argument("--final", nargs="+", default=None,
+                    help="the settings confirmed on --seeds, each against its baseline (default: best of the sweep)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--samples", type=int, default=3, help="samples per test clip in the confirmation")
     ap.add_argument("--clips", type=int, default=80, help="first N test clips in the confirmation (0 = all)")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once")
+    ap.add_argument("--skip-listener-curves", action="store_true", help="do not measure the listeners' curves")
     ap.add_argument("--listener-split", default="test", help="split of the listeners' sync-sensitivity curves")
     ap.add_argument("--talker-args", default="", help="extra options of every talker training (appended; last wins)")
     ap.add_argument("--listener-args", default="", help="extra options of every listener training (appended)")
@@ -327,10 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None:
             sweep[s.name] = {"what": s.what, "lambda": s.lam if s.lam is not None or not s.listener else lam,
                              "listener": s.listener, "base": s.base, "val": v}
-    final = a.final or choose_final(sweep)
+    finals = a.final or [n for n in [choose_final(sweep)] if n is not None]
+    unknown = [n for n in finals if n not in BY_NAME or BY_NAME[n].base == n]
+    if unknown:
+        raise SystemExit(f"thunder_effect.py: --final needs settings with a listener, not {unknown}")
     confirm: dict[str, Any] = {}
-    if a.phase in ("confirm", "all") and final is not None:
-        pair = [BY_NAME[BY_NAME[final].base], BY_NAME[final]]
+    if a.phase in ("confirm", "all") and finals:
+        pair = list({n: BY_NAME[n] for f in finals for n in (BY_NAME[f].base, f)}.values())  # baselines once
         jobs = [listener_job(a, k) for k in sorted({s.listener for s in pair if s.listener})]
         jobs += [setting_job(a, s, seed, a.steps) for seed in a.seeds for s in pair]
         failures += run_jobs(jobs, a.work, a.jobs, a.threads, deadline, commands)
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             if res is not None:
                 confirm.setdefault(name, {})[seed] = summary(res)
     listener_curves = {}
-    if a.phase in ("confirm", "all"):
+    if a.phase in ("confirm", "all") and not a.skip_listener_curves:
         runner = Runner(a.work, a.threads, 0.0)
         for k in listeners:
             run = a.work / f"m2s_{k}"
@@ -369,18 +381,20 @@ def main(argv: list[str] | None = None) -> int:
             if out.is_file():
                 listener_curves[k] = json.loads(out.read_text())
         commands += runner.commands
+    commands = list(dict.fromkeys(commands))  # a command resumed by a later call is listed once
     result = {"corpus": str(a.corpus), "steps": a.steps, "sweep_stop": a.sweep_stop, "best_lambda": lam,
-              "sweep": sweep, "final": final, "confirm": confirm, "listeners": listener_curves,
+              "sweep": sweep, "finals": finals, "confirm": confirm, "listeners": listener_curves,
               "machine": machine(a.threads), "commands": commands, "failures": failures}
+    result["final"] = chosen(result)
     (a.work / "study.json").write_text(json.dumps(result, indent=1))
-    if a.json is not None and final is not None and confirm:
+    if a.json is not None and result["final"] is not None:
         a.json.write_text(json.dumps(pairs_json(result), indent=1) + "\n")
     if a.markdown is not None:  # the generated part follows the marker; what precedes it is kept
         kept = ""
         if a.markdown.is_file() and MARKER in a.markdown.read_text(encoding="utf-8"):
             kept = a.markdown.read_text(encoding="utf-8").split(MARKER)[0]
         a.markdown.write_text(kept + MARKER + "\n\n" + report(result), encoding="utf-8")
-    print(json.dumps({"best_lambda": lam, "final": final, "failures": failures}, indent=1))
+    print(json.dumps({"best_lambda": lam, "final": result["final"], "failures": failures}, indent=1))
     return 1 if failures else 0
 
 
@@ -395,8 +409,20 @@ def choose_final(sweep: dict[str, dict]) -> str | None:
     return min(clean)[1] if clean else None
 
 
-def pairs_json(result: dict) -> dict:
-    final = result["final"]
+def chosen(result: dict) -> str | None:
+    """The confirmed setting with the lowest mean LVE change against its baseline (None before any pair)."""
+    scored = []
+    for final in result["finals"]:
+        pairs = pairs_json(result, final)["pairs"]
+        if pairs:
+            scored.append((sum(relative(p["with"], p["without"])["lve"] for p in pairs) / len(pairs), final))
+    return min(scored)[1] if scored else None
+
+
+def pairs_json(result: dict, final: str | None = None) -> dict:
+    """The pairs of ``final`` (default: the chosen setting, with the other confirmed settings under "others")."""
+    others = final is None
+    final = final or result["final"]
     base = BY_NAME[final].base
     pairs = []
     for seed in sorted(set(result["confirm"].get(base, {})) & set(result["confirm"].get(final, {}))):
@@ -406,9 +432,12 @@ def pairs_json(result: dict) -> dict:
                       "with": fig(result["confirm"][final][seed])})
     s = BY_NAME[final]
     lam = s.lam if s.lam is not None else result["best_lambda"]
-    return {"setting": f"{final}: {s.what} (lambda {lam:g}, listener {s.listener}); baseline {base}; "
-                       f"{result['steps']} steps, Whisper encoder, corpus {Path(result['corpus']).name}, test split",
-            "pairs": pairs}
+    out = {"setting": f"{final}: {s.what} (lambda {lam:g}, listener {s.listener}); baseline {base}; "
+                      f"{result['steps']} steps, Whisper encoder, corpus {Path(result['corpus']).name}, test split",
+           "pairs": pairs}
+    if others:
+        out["others"] = [pairs_json(result, f) for f in result["finals"] if f != final]
+    return out
 
 
 def report(result: dict) -> str:
@@ -423,18 +452,31 @@ def report(result: dict) -> str:
                      f"{v['val']['lve_mm']:.3f} | {v['val']['lpcc']:.3f} | {v['val']['sdiv_u_mm']:.4f} | "
                      + (f"{rel['lve']:+.1%} | {rel['lpcc']:+.3f} | {rel['sdiv']:+.1%} |" if rel else "– | – | – |"))
     out = ["## Sweep (seed 0, step %d of %d, validation split)" % (result["sweep_stop"], result["steps"]), "", *lines, ""]
-    if result["confirm"]:
-        final, base = result["final"], BY_NAME[result["final"]].base
+    for final in result["finals"] if result["confirm"] else ():
+        base = BY_NAME[final].base
         out += [f"## Confirmation: {final} vs {base} ({result['steps']} steps, test split)", "",
                 "| run | seed | LVE mm | L-PCC | S-DIV-U mm | closure | LVE change | L-PCC change | S-DIV-U change |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for p in pairs_json(result)["pairs"]:
+        rels = []
+        for p in pairs_json(result, final)["pairs"]:
             w, wo = p["with"], p["without"]
-            rel = relative(w, wo)
+            rels.append(relative(w, wo))
+            rel = rels[-1]
             out.append(f"| {base} | {p['seed']} | {wo['lve_mm']:.3f} | {wo['lpcc']:.3f} | {wo['sdiv_u_mm']:.4f} | "
                        f"{wo['closure']:.3f} | | | |")
             out.append(f"| {final} | {p['seed']} | {w['lve_mm']:.3f} | {w['lpcc']:.3f} | {w['sdiv_u_mm']:.4f} | "
                        f"{w['closure']:.3f} | {rel['lve']:+.1%} | {rel['lpcc']:+.3f} | {rel['sdiv']:+.1%} |")
+        if rels:
+            mean = {k: sum(r[k] for r in rels) / len(rels) for k in rels[0]}
+            out.append(f"| **mean change** | | | | | | **{mean['lve']:+.1%}** | **{mean['lpcc']:+.3f}** | "
+                       f"**{mean['sdiv']:+.1%}** |")
+        out.append("")
+    if result["listeners"]:
+        keys = list(next(iter(result["listeners"].values()))["sync_curve"])
+        out += ["## Listeners (sync-sensitivity on the test split)", "",
+                "| listener | " + " | ".join(keys) + " | clips |", "|---|" + "---:|" * (len(keys) + 1)]
+        for name, ev in result["listeners"].items():
+            out.append(f"| {name} | " + " | ".join(f"{ev['sync_curve'][k]:.3f}" for k in keys) + f" | {ev['clips']} |")
         out.append("")
     out += ["## Commands", "", "```", *result["commands"], "```", ""]
     return "\n".join(out)

@@ -220,3 +220,22 @@ def test_audit_check_ranks_true_above_late_and_still(bench, tiny_corpus, tmp_pat
     assert result["mean"]["true"]["score"] > result["mean"]["late"]["score"] > 0
     assert result["mean"]["true"]["score"] > result["mean"]["still"]["score"]
     assert "true scores above late" in capsys.readouterr().out
+
+
+def test_thunder_effect_chooses_the_confirmed_setting_with_the_largest_lve_gain(bench):
+    study = bench("thunder_effect")
+
+    def figs(lve, lpcc=0.8, sdiv=0.05):
+        return {"lve": lve, "lpcc": lpcc, "sdiv_u": sdiv, "closure": 0.5}
+
+    result = {"finals": ["video_best", "video_clean"], "best_lambda": 0.3, "steps": 10, "corpus": "c",
+              "confirm": {"video_base": {0: figs(4.0), 1: figs(4.2)}, "video_best": {0: figs(3.9), 1: figs(4.1)},
+                          "video_clean": {0: figs(3.6), 1: figs(3.9, 0.85)}}}
+    result["final"] = study.chosen(result)
+    assert result["final"] == "video_clean"
+    out = study.pairs_json(result)
+    assert out["setting"].startswith("video_clean") and [p["seed"] for p in out["pairs"]] == [0, 1]
+    assert out["pairs"][1]["with"]["lpcc"] == 0.85 and out["pairs"][1]["without"]["lve_mm"] == 4.2
+    assert [o["setting"].split(":")[0] for o in out["others"]] == ["video_best"]
+    text = study.report({**result, "sweep": {}, "listeners": {}, "commands": [], "sweep_stop": 5})
+    assert text.count("## Confirmation") == 2 and "**mean change**" in text

@@ -82,10 +82,26 @@ def test_whisper_matches_torch(cache, one_thread):
     from thunder3d.audio.features import whisper_log_mel
     from thunder3d.audio.whisper import shared_encoder
 
+    fast = onnx.onnx_whisper("tiny.en")
     net = shared_encoder()
-    fast = onnx.onnx_whisper(net)
     wav = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32))
     mel = whisper_log_mel(wav[None])
     with torch.no_grad():
         torch.testing.assert_close(fast(mel), net(mel), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(fast(mel[:, :50]), net(mel[:, :50]), atol=1e-4, rtol=1e-4)
+
+
+def test_cached_whisper_graph_starts_without_torch_weights(cache, one_thread, monkeypatch):
+    from thunder3d.audio import whisper
+    from thunder3d.audio.features import whisper_log_mel
+
+    first = onnx.onnx_whisper("tiny.en")  # exports (loads the torch encoder once), saves the optimised graph
+    assert len(list(cache.glob("whisper-*.opt"))) == 1
+    monkeypatch.setattr(whisper, "_SHARED", {})
+    fast = onnx.onnx_whisper("tiny.en")  # from the cache: the optimised graph, not optimised again
+    mel = whisper_log_mel(torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32))[None])
+    with torch.no_grad():
+        assert fast(mel).shape == (1, 50, 384)
+        torch.testing.assert_close(fast(mel), first(mel), atol=1e-5, rtol=1e-5)
+    assert whisper._SHARED == {}  # the graph ran; the 71 MB of weights were never read into torch
+    assert fast.net is whisper._SHARED["tiny.en"]  # loaded when asked for (gradients)

@@ -1,6 +1,7 @@
 """The Whisper encoder: the published front end, OpenAI's weights from the pinned package, the torch
 encoder against CTranslate2's own, rate, determinism, chunking, and clear errors."""
 
+import os
 import shutil
 
 import numpy as np
@@ -197,3 +198,20 @@ def test_the_shipped_model_hears_through_whisper_with_no_recogniser(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"  # neither pocketsphinx nor the recogniser module
+
+
+def test_the_weights_hash_is_remembered_per_file_and_a_changed_file_is_hashed_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("THUNDER3D_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "model.bin"
+    shutil.copy(whisper_model_file(), copy)  # the package's file is hashed (and remembered) here
+    stamps = set((tmp_path / "cache" / "hashes").glob("*.json"))
+    pinned = whisper.WHISPER_PACKAGES["tiny.en"].sha256
+    assert whisper._sha256(copy) == pinned
+    assert len(set((tmp_path / "cache" / "hashes").glob("*.json")) - stamps) == 1
+    assert whisper._sha256(copy) == pinned  # from the stamp
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 1
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(1, 1))  # same size; a different modification time
+    assert whisper._sha256(copy) not in ("", pinned)
+

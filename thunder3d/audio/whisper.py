@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 import importlib.util
+import json
+import threading
 import math
 import struct
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from thunder3d.audio.features import whisper_log_mel
 from thunder3d.config import Config
 from thunder3d.constants import FPS, SAMPLES_PER_FRAME
 from thunder3d.errors import AudioEncoderError
+from thunder3d.utils.io import atomic_path, cache_dir
 
 
 @dataclass(frozen=True)
@@ -191,14 +193,30 @@ def whisper_model_file(name: str = "tiny.en") -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
 def _sha256(path: Path) -> str:
+    """The file's sha256 ("" when it is not a file). The digest is remembered per file identity (path,
+    size, modification time, inode) in the cache folder, so a process does not read 71 MB again to check
+    a file it already verified; any change to the file is hashed anew."""
     if not path.is_file():
         return ""
+    st = path.stat()
+    identity = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    stamp = cache_dir() / "hashes" / f"{hashlib.sha256(identity['path'].encode()).hexdigest()[:20]}.json"
+    try:
+        saved = json.loads(stamp.read_text())
+        if saved["file"] == identity:
+            return str(saved["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
+    try:
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps({"file": identity, "sha256": digest.hexdigest()}))
+    except OSError:  # a read-only cache: hash every time
+        pass
     return digest.hexdigest()
 
 

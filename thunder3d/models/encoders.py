@@ -690,7 +690,7 @@ class WhisperEncoder(AudioEncoder):
                  kernel: int = 3, dropout: float = 0.0, chunk: float = 8.0, context: float = 1.0,
                  trainable: bool = False) -> None:
         super().__init__()
-        from thunder3d.audio.whisper import load_whisper_encoder, shared_encoder
+        from thunder3d.audio.whisper import WHISPER_PACKAGES, load_whisper_encoder, whisper_model_file
 
         for name, value, minimum in (("out_dim", out_dim, 1), ("hidden", hidden, 1), ("layers", layers, 1),
                                      ("kernel", kernel, 1)):
@@ -706,8 +706,9 @@ class WhisperEncoder(AudioEncoder):
         if trainable:  # its weights are trained and saved with the owner's
             self.backbone = load_whisper_encoder(model)
             width = 2 * self.backbone.cfg.dim
-        else:  # shared, frozen, out of the state_dict: loaded from the package, never saved
-            width = 2 * shared_encoder(model).cfg.dim
+        else:  # shared, frozen, out of the state_dict: loaded from the package when first used, never saved
+            whisper_model_file(model)  # installed and pinned, else a clear error now
+            width = 2 * WHISPER_PACKAGES[model].dims[0]
         self.norm = nn.LayerNorm(width)
         add_conv_head(self, width, hidden, layers, kernel, dropout, out_dim)
 
@@ -745,12 +746,11 @@ class WhisperEncoder(AudioEncoder):
 
     def use_onnx(self, enabled: bool = True) -> None:
         """Compute the frozen backbone's features with onnxruntime on the CPU (:mod:`thunder3d.models.onnx`)."""
-        from thunder3d.audio.whisper import shared_encoder
         from thunder3d.models import onnx
 
         self.__dict__["_runtime_backbone"] = None
         if enabled and self.frozen and onnx.available():
-            self.__dict__["_runtime_backbone"] = onnx.onnx_whisper(shared_encoder(self._options["model"]))
+            self.__dict__["_runtime_backbone"] = onnx.onnx_whisper(self._options["model"])
 
     def encode(self, wav: Tensor, frames: int, phones: Tensor | None = None,
                pretrained: Tensor | None = None) -> Tensor:
