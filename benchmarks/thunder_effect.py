@@ -460,8 +460,8 @@ def report(result: dict) -> str:
         rels = []
         for p in pairs_json(result, final)["pairs"]:
             w, wo = p["with"], p["without"]
-            rels.append(relative(w, wo))
-            rel = rels[-1]
+            rel = relative(w, wo)
+            rels.append(rel)
             out.append(f"| {base} | {p['seed']} | {wo['lve_mm']:.3f} | {wo['lpcc']:.3f} | {wo['sdiv_u_mm']:.4f} | "
                        f"{wo['closure']:.3f} | | | |")
             out.append(f"| {final} | {p['seed']} | {w['lve_mm']:.3f} | {w['lpcc']:.3f} | {w['sdiv_u_mm']:.4f} | "

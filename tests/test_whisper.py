@@ -214,4 +214,3 @@ def test_the_weights_hash_is_remembered_per_file_and_a_changed_file_is_hashed_ag
     copy.write_bytes(bytes(data))
     os.utime(copy, ns=(1, 1))  # same size; a different modification time
     assert whisper._sha256(copy) not in ("", pinned)
-

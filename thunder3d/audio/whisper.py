@@ -27,13 +27,12 @@ of :mod:`thunder3d.models.encoders` puts a learned head on it, and can fine-tune
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
-import threading
 import math
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
