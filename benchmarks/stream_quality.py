@@ -1,13 +1,16 @@
 """Lip-sync of streamed animation against the offline model's, on the same clips (choose stream settings).
 
     python benchmarks/stream_quality.py [--model RUN] --corpus runs/real [--split all] \\
-        --configs "lookahead_ms=120,block=2,steps=4" "lookahead_ms=80,block=4,steps=4" [--samples 3] [--json F]
+        --configs "lookahead_ms=120,block=2,steps=4" "lookahead_ms=80,block=4,steps=4" [--samples 3] [--json F] \\
+        [--stream-model NAME=RUN ...]
 
 For each stream configuration every clip is streamed through :class:`thunder3d.inference.streaming.Stream`
 (in-process, 20 ms chunks: the frames the server would send) with ``--samples`` seeds, written as
 ``<clip_id>.npz`` predictions and scored by ``thunder3d eval talker``'s code (closure, open-vowel rate,
 sync lag; LVE and L-PCC where the clips have ground truth); the offline model (``Animator.animate``,
-the model's own guidance, ``--steps``) is scored on the same clips. CPU is the stream's compute time per
+the model's own guidance, ``--steps``) is scored on the same clips. ``--stream-model NAME=RUN`` streams
+other talkers too (e.g. a streaming variant), each with every configuration, against the same offline
+reference. CPU is the stream's compute time per
 second of audio (one thread unless ``--threads``). The acceptance line: streamed closure within 0.05 of
 the offline closure on held-out real speech.
 """
@@ -66,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="DDIM steps of the offline reference (default: the model's)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--stream-model", action="append", default=[], metavar="NAME=RUN",
+                   help="also stream this talker with every configuration (repeatable)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    bad = [item for item in args.stream_model if "=" not in item]
+    if bad:
+        p.error(f"--stream-model takes NAME=RUN, got {bad[0]!r}")
     torch.set_num_threads(args.threads)
 
     from thunder3d.data.clip import load_clip
@@ -92,19 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     _, offline = score_talker("model", args.corpus, source=animator.path, split=args.split, voice=args.voice,
                               clips=args.clips, samples=args.samples, steps=steps, progress=False)
     rows.append(row(f"offline (steps {steps}, guidance {animator.default_guidance:g})", offline, None))
+    streamers = [("", animator)] + [(f"[{name}] ", Animator.from_pretrained(path, device="cpu"))
+                                    for name, path in (item.split("=", 1) for item in args.stream_model)]
     with tempfile.TemporaryDirectory() as tmp:
-        for k, text in enumerate(args.configs):
-            config = StreamConfig(**parse_config(text))
-            folder = Path(tmp) / f"config{k}"
-            cpu = stream_predictions(animator, clips, config, args.samples, folder)
-            _, result = score_talker("predictions", args.corpus, source=folder, split=args.split, voice=args.voice,
-                                     clips=args.clips, progress=False)
-            rows.append(row(f"stream {text}", result, cpu))
+        for m, (label, streamer) in enumerate(streamers):
+            for k, text in enumerate(args.configs):
+                config = StreamConfig(**parse_config(text))
+                folder = Path(tmp) / f"model{m}_config{k}"
+                cpu = stream_predictions(streamer, clips, config, args.samples, folder)
+                _, result = score_talker("predictions", args.corpus, source=folder, split=args.split,
+                                         voice=args.voice, clips=args.clips, progress=False)
+                rows.append(row(f"stream {label}{text}", result, cpu))
     print_table(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "corpus": str(args.corpus), "split": args.split,
                                          "voice": args.voice, "clips": len(clips), "samples": args.samples,
+                                         "stream_models": dict(item.split("=", 1) for item in args.stream_model),
                                          "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -12,7 +12,8 @@ Whisper encoder, batch 8, EMA 0.999) that differs only in the levers a setting n
   weightings ``snr`` and ``tmax`` (t <= 200), a ramp over the first 500 steps, the gradient on the
   mouth coefficients only; the data regimes: video-like label errors (``--degrade video`` for the
   talker *and* its listener: ``video_best``, ``video_l1``; or with the listener trained on clean
-  labels: ``video_clean``, ``video_clean_l1``, ``video_clean_l3``) and 10 % / 30 % of the training
+  labels: ``video_clean``, ``video_clean_l1``, ``video_clean_l3``; at lambda 1 only on t <= 200:
+  ``video_clean_l1_tmax``) and 10 % / 30 % of the training
   clips with motion. Each setting is compared with its own baseline (the same data without the listener).
 * **confirm** (``--final SETTING [SETTING ...]``, default the sweep's best clean-data setting): each
   setting and its baseline trained to the full schedule on ``--seeds`` (the seed-0 runs continue the
@@ -83,6 +84,8 @@ SETTINGS: tuple[Setting, ...] = (
     *(Setting(f"video_clean{'' if lam == 0.3 else f'_l{lam:g}'}", "mouth2s", lam, ("--degrade", "video"),
               base="video_base", what=f"video-like label errors + listener trained on clean labels, lambda {lam:g}")
       for lam in (0.3, 1.0, 3.0)),
+    Setting("video_clean_l1_tmax", "mouth2s", 1.0, ("--degrade", "video", "--m2s-weighting", "tmax", "--m2s-t-max", "200"),
+            base="video_base", what="video-like label errors + listener trained on clean labels, lambda 1, only t <= 200"),
     Setting("f10_base", args=("--train-fraction", "0.1"), base="f10_base", what="10 % of the clips, no listener"),
     Setting("f10_best", "mouth2s", None, ("--train-fraction", "0.1"), base="f10_base",
             what="10 % of the clips + listener (trained on all clips)"),

@@ -174,11 +174,14 @@ def test_stream_quality_compares_streamed_with_offline(bench, tiny_corpus, tiny_
     quality = bench("stream_quality")
     js = tmp_path / "q.json"
     assert quality.main(["--model", str(tiny_talker), "--corpus", str(tiny_corpus), "--split", "all", "--clips", "2",
-                         "--samples", "1", "--configs", "lookahead_ms=80,block=2,steps=2", "--json", str(js)]) == 0
+                         "--samples", "1", "--configs", "lookahead_ms=80,block=2,steps=2", "--json", str(js),
+                         "--stream-model", f"again={tiny_talker}"]) == 0
     rows = json.loads(js.read_text())["rows"]
-    assert [r["system"] for r in rows] == ["offline (steps 10, guidance 1)", "stream lookahead_ms=80,block=2,steps=2"]
+    assert [r["system"] for r in rows] == ["offline (steps 10, guidance 1)", "stream lookahead_ms=80,block=2,steps=2",
+                                           "stream [again] lookahead_ms=80,block=2,steps=2"]
     assert all(0 <= r["closure"] <= 1 and r["lve"] > 0 for r in rows)
     assert rows[0]["cpu_s_per_s"] is None and rows[1]["cpu_s_per_s"] > 0
+    assert rows[2]["closure"] == rows[1]["closure"] and rows[2]["lve"] == rows[1]["lve"]  # same model, same seeds
     assert "offline (steps 10" in capsys.readouterr().out
 
 
@@ -239,3 +242,36 @@ def test_thunder_effect_chooses_the_confirmed_setting_with_the_largest_lve_gain(
     assert [o["setting"].split(":")[0] for o in out["others"]] == ["video_best"]
     text = study.report({**result, "sweep": {}, "listeners": {}, "commands": [], "sweep_stop": 5})
     assert text.count("## Confirmation") == 2 and "**mean change**" in text
+
+
+@pytest.mark.slow
+def test_encoders_trains_each_system_tables_the_seeds_and_resumes(bench, corpus, tmp_path, capsys):
+    import shutil
+
+    encoders = bench("encoders")
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)  # the script adds the Whisper features to the corpus it is given
+    work, md, js = tmp_path / "work", tmp_path / "enc.md", tmp_path / "enc.json"
+    md.write_text("# kept intro\n\n" + encoders.MARKER + "\nold table\n")
+    args = ["--corpus", str(data), "--work", str(work), "--systems", "mel", "whisper", "whisper+thunder",
+            "--steps", "2", "--seeds", "0", "1", "--split", "all", "--samples", "2", "--eval-steps", "2",
+            "--talker-args", TINY_TALKER + " --eval-every 2 --save-every 2",
+            "--listener-args", TINY_M2S + " --steps 2 --stop-at 2", "--markdown", str(md), "--json", str(js)]
+    assert encoders.main(args) == 0
+    result = json.loads(js.read_text())
+    assert set(result["runs"]) == {"mel s0", "whisper s0", "whisper s1", "whisper+thunder s0",
+                                   "whisper+thunder s1", "**whisper**, mean of 2 seeds",
+                                   "**whisper+thunder**, mean of 2 seeds"}
+    runs = result["runs"]
+    for seed in (0, 1):
+        config = json.loads((work / f"whisper_thunder_s{seed}" / "last" / "config.json").read_text())
+        assert config["step"] == 2
+    assert "--lambda-m2s 0.3" in " ".join(result["commands"]) and "data features" in " ".join(result["commands"])
+    pair = [runs[f"whisper s{seed}"]["espeak"]["mean"]["lve"] for seed in (0, 1)]
+    assert result["means"]["whisper"]["espeak"]["mean"]["lve"] == pytest.approx(sum(pair) / 2)
+    assert runs["mel s0"]["espeak"]["mean"]["clips"] > 0 and runs["mel s0"]["ked"] is None  # no festival voice
+    text = md.read_text()
+    assert text.startswith("# kept intro") and "old table" not in text and "| whisper+thunder s1 |" in text
+    capsys.readouterr()
+    assert encoders.main(args) == 0  # everything done: nothing started again
+    assert "start:" not in capsys.readouterr().out

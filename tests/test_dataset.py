@@ -153,9 +153,12 @@ def test_coefficient_selection(corpus):
 
 
 def test_bad_arguments(corpus, tmp_path):
-    for seconds in (1.0, 9.0):
-        with pytest.raises(DataError, match="between 2 and 8"):
+    for seconds in (0.5, 9.0):
+        with pytest.raises(DataError, match="between 1 and 8"):
             ClipDataset(corpus, "train", window_seconds=seconds)
+    for seconds in (-1.0, 4.5, float("nan")):
+        with pytest.raises(DataError, match="audio_context must be between 0 and 4"):
+            ClipDataset(corpus, "train", audio_context=seconds)
     with pytest.raises(DataError, match="valid: train, val, test"):
         ClipDataset(corpus, "dev")
     with pytest.raises(DataError, match="no clips in split 'test'"):

@@ -214,3 +214,60 @@ def test_the_weights_hash_is_remembered_per_file_and_a_changed_file_is_hashed_ag
     copy.write_bytes(bytes(data))
     os.utime(copy, ns=(1, 1))  # same size; a different modification time
     assert whisper._sha256(copy) not in ("", pinned)
+
+
+@pytest.mark.slow
+def test_a_streaming_variant_trains_on_stream_shaped_windows_hearing_only_the_past(tiny_corpus, tmp_path, capsys):
+    """``--window 1.2 --audio-context 1``: the windows of a stream (25 known + 2 new + 3 look-ahead frames),
+    the encoder hearing the second before each window and nothing after it, computed from the speech (no
+    features cache needed); items, batches, the model's cropping and the CLI's refusals."""
+    import json
+
+    from thunder3d.checkpoints import load_talker
+    from thunder3d.cli import main
+    from thunder3d.data.clip import load_clip
+    from thunder3d.data.dataset import ClipDataset, collate
+    from thunder3d.errors import DataError
+    from thunder3d.inference import Animator
+    from thunder3d.inference.streaming import Stream, StreamConfig
+
+    with pytest.raises(DataError, match="audio_context must be between 0 and 4"):
+        ClipDataset(tiny_corpus, "train", 1.2, audio_context=5)
+    data = ClipDataset(tiny_corpus, "train", 1.2, audio_context=1.0)
+    for i in range(len(data)):
+        k, start, frames = data.window(i)
+        item = data[i]
+        audio = load_clip(tiny_corpus, data.ids[k]).audio
+        past = np.concatenate([np.zeros(max(0, 25 - start) * 640, np.float32), audio[max(0, start - 25) * 640: start * 640]])
+        assert frames == 30 and item["audio_context"].shape == (25 * 640,)
+        np.testing.assert_array_equal(item["audio_context"].numpy(), past)  # zeros before the clip's start
+    batch = collate([data[0], data[1]])
+    assert batch["audio_context"].shape == (2, 25 * 640) and batch["audio"].shape == (2, 30 * 640)
+
+    run = tmp_path / "stream_run"
+    train = ["train", "talker", "--corpus", str(tiny_corpus), "-o", str(run), "--audio", "whisper", "--steps", "2",
+             "--batch-size", "2", "--dim", "32", "--layers", "1", "--heads", "2", "--window", "1.2", "--audio-context",
+             "1", "--eval-every", "2", "--save-every", "2", "--warmup", "1", "--eval-windows", "2", "--eval-steps", "2",
+             "--audio-dim", "16", "--no-progress"]
+    assert main(train) == 0  # the tiny corpus has no Whisper features cached: they are computed per window
+    config = json.loads((run / "last" / "config.json").read_text())
+    assert config["data"]["audio_context"] == 1.0 and config["data"]["window_seconds"] == 1.2
+    model, *_ = load_talker(run)
+    wav, past = batch["audio"][:1], batch["audio_context"][:1]
+    with torch.no_grad():
+        heard = model.encode_audio(wav, 30, context=past)
+        whole = model.encode_audio(torch.cat([past, wav], 1), 55)[:, 25:]
+    assert heard.shape == (1, 30, 16) and torch.allclose(heard, whole)
+    with pytest.raises(ValueError, match="not with cached phones or features"):
+        model.encode_audio(wav, 30, pretrained=torch.zeros(1, 30, 768), context=past)
+
+    stream = Stream(Animator.from_pretrained(run, device="cpu"), StreamConfig(), seed=0)
+    speech = load_clip(tiny_corpus, data.ids[0]).audio
+    frames = np.concatenate([stream.push(speech), stream.end()])
+    assert frames.shape == (round(speech.size / 640), 52) and np.isfinite(frames).all()
+
+    capsys.readouterr()
+    bad = [*train[:-1], "--audio", "hybrid", "--no-progress"]
+    assert main(bad) == 2 and "audio_context: the 'hybrid' encoder reads phones" in capsys.readouterr().err
+    assert main([*train[:-1], "--audio-context", "9", "--no-progress"]) == 2
+    assert "audio_context must be between 0 and 4 seconds" in capsys.readouterr().err

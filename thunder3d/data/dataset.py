@@ -10,6 +10,9 @@
                                    recognises in the clip (:mod:`.recognized`), -100 padding
     pretrained [W, F]    float32   only with ``pretrained=NAME``: the clip's cached frozen
                                    features (:mod:`.pretrained`, e.g. Whisper's), zero padding
+    audio_context [A * 640] float32  only with ``audio_context``: the ``A`` frames of speech before
+                                   the window (zeros before the clip's start), what a streaming
+                                   model's encoder hears of the past
     mask       [W]       bool      True on real frames
     emotion    []        int64     index into EMOTIONS, -1 if none
     intensity  []        int64     emotion intensity, 0 if none
@@ -56,7 +59,8 @@ from thunder3d.data.recognized import read_recognized, recognized_path
 
 PAD_PHONE = -100
 """Phone label of frames without one (``ignore_index`` of :func:`torch.nn.functional.cross_entropy`)."""
-MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 2.0, 8.0
+MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 1.0, 8.0
+MAX_AUDIO_CONTEXT_SECONDS = 4.0
 DEFAULT_MIN_STD = 1e-2
 
 
@@ -207,7 +211,7 @@ class ClipDataset(torch.utils.data.Dataset):
     Args:
         root: corpus folder.
         split: ``train``, ``val`` or ``test``.
-        window_seconds: window length, 2 to 8 s (``round(window_seconds * 25)`` frames).
+        window_seconds: window length, 1 to 8 s (``round(window_seconds * 25)`` frames).
         rig_coeff_names: coefficients to return, in this order (a subset or reordering of the
             clips' ``coeff_names``); default: the first clip's layout, which every clip must share.
         seed: base seed of the window draws.
@@ -233,6 +237,9 @@ class ClipDataset(torch.utils.data.Dataset):
         fraction: keep only this fraction of the split's clips (0 < f <= 1), chosen by a hash of
             the clip id, so the clips of a smaller fraction are a subset of a larger one's and the
             choice does not depend on the seed.
+        audio_context: also return ``audio_context``, this many seconds of speech before each window
+            (0 to 4; ``round(audio_context * 25)`` frames): a model trained to hear the past beyond its
+            window, as a stream's blocks do.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, window_seconds: float = 4.0,
@@ -241,8 +248,12 @@ class ClipDataset(torch.utils.data.Dataset):
                  cache_audio: bool = True, styles: Sequence[str] | None = None,
                  oversample: Mapping[str, int] | None = None, recognized: bool = False,
                  recognizer: str = "phones", pretrained: str | None = None,
-                 degrade: "DegradeConfig | None" = None, fraction: float = 1.0) -> None:
+                 degrade: "DegradeConfig | None" = None, fraction: float = 1.0,
+                 audio_context: float = 0.0) -> None:
         window_seconds = float(window_seconds)
+        audio_context = float(audio_context)
+        if not 0.0 <= audio_context <= MAX_AUDIO_CONTEXT_SECONDS:
+            raise DataError(f"audio_context must be between 0 and {MAX_AUDIO_CONTEXT_SECONDS:g} s, got {audio_context:g}")
         fraction = float(fraction)
         if not 0.0 < fraction <= 1.0:
             raise DataError(f"fraction must be in (0, 1], got {fraction:g}")
@@ -262,6 +273,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.degrade = degrade if degrade is not None and degrade.active else None
         self.window_seconds = window_seconds
         self.window_frames = int(round(window_seconds * FPS))
+        self.context_frames = int(round(audio_context * FPS))
         self.seed = int(seed)
         self.epoch = 0
         self.windows_per_epoch = None if windows_per_epoch is None else int(windows_per_epoch)
@@ -392,7 +404,12 @@ class ClipDataset(torch.utils.data.Dataset):
         return self._motion[k]
 
     def _read_audio(self, k: int, start: int, frames: int) -> np.ndarray:
-        """``[frames * 640]`` float32 from frame ``start`` of clip ``k`` (zero-padded at the end)."""
+        """``[frames * 640]`` float32 from frame ``start`` of clip ``k`` (zero-padded at the end; a
+        negative ``start`` is zero-padded at the beginning)."""
+        if start < 0:
+            before = min(-start, frames)
+            rest = self._read_audio(k, 0, frames - before) if frames > before else np.zeros(0, np.float32)
+            return np.concatenate([np.zeros(before * SAMPLES_PER_FRAME, np.float32), rest])
         n = frames * SAMPLES_PER_FRAME
         lo = start * SAMPLES_PER_FRAME
         if self.cache_audio:
@@ -439,6 +456,9 @@ class ClipDataset(torch.utils.data.Dataset):
             item["heard"] = torch.from_numpy(motion.heard[start:stop].copy())
         if motion.pretrained is not None:
             item["pretrained"] = torch.from_numpy(motion.pretrained[start:stop].astype(np.float32))
+        if self.context_frames:
+            past = self._read_audio(k, start - self.context_frames, self.context_frames)
+            item["audio_context"] = torch.from_numpy(np.array(past, dtype=np.float32))
         return item
 
 
@@ -462,7 +482,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack items, padding to the longest: ``audio`` ``[B, W*640]``, ``coeffs`` ``[B, W, C]``,
     ``phones`` ``[B, W]`` (-100 padding), ``mask`` ``[B, W]`` (False padding), ``emotion``,
     ``intensity``, ``style``, ``start`` ``[B]``, ``id`` list of str; ``heard`` ``[B, W]`` (-100
-    padding) and ``pretrained`` ``[B, W, F]`` (zero padding) when every item has them."""
+    padding), ``pretrained`` ``[B, W, F]`` (zero padding) and ``audio_context`` ``[B, A * 640]`` when
+    every item has them."""
     if not batch:
         raise DataError("collate: empty batch")
     frames = max(int(item["coeffs"].shape[0]) for item in batch)
@@ -501,6 +522,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out["heard"] = heard
     if pretrained is not None:
         out["pretrained"] = pretrained
+    if all("audio_context" in item for item in batch):
+        out["audio_context"] = torch.stack([item["audio_context"] for item in batch])
     return out
 
 

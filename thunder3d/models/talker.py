@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from thunder3d.config import Config
+from thunder3d.constants import SAMPLES_PER_FRAME
 from thunder3d.data.dataset import Normalizer
 from thunder3d.errors import ModelConfigError
 from thunder3d.models.denoiser import Denoiser, DenoiserConfig, Labels
@@ -121,16 +123,25 @@ class TalkerModel(nn.Module):
         return self.audio_encoder.uses_pretrained
 
     def encode_audio(self, wav: Tensor, num_frames: int | None = None, phones: Tensor | None = None,
-                     pretrained: Tensor | None = None) -> Tensor:
+                     pretrained: Tensor | None = None, context: Tensor | None = None) -> Tensor:
         """``wav [B, N]`` (16 kHz) -> frame-aligned features ``[B, T, D_a]``; ``phones [B, T]``:
         recognised phone labels for encoders that read them (else they recognise the audio);
-        ``pretrained [B, T, F]``: precomputed frozen features for encoders that take them."""
+        ``pretrained [B, T, F]``: precomputed frozen features for encoders that take them;
+        ``context [B, A * 640]``: speech just before ``wav`` that the encoder hears too (its ``A``
+        frames of features are computed, then cropped; not with ``phones`` or ``pretrained``)."""
+        if context is not None and context.shape[1]:
+            if phones is not None and self.uses_phones or pretrained is not None and self.uses_pretrained:
+                raise ValueError("audio context is heard from the speech: not with cached phones or features")
+            A = context.shape[1] // SAMPLES_PER_FRAME
+            T = num_frames if num_frames is not None else -(-wav.shape[1] // SAMPLES_PER_FRAME)
+            return self.audio_encoder(torch.cat([context, wav], dim=1), A + T, None, None)[:, A:]
         return self.audio_encoder(wav, num_frames, phones if self.uses_phones else None,
                                   pretrained if self.uses_pretrained else None)
 
     def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
                 style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
-                phones: Tensor | None = None, pretrained: Tensor | None = None) -> Tensor:
+                phones: Tensor | None = None, pretrained: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
         """The training forward pass (all trainable computation, so DDP synchronises it).
 
         Args:
@@ -141,11 +152,13 @@ class TalkerModel(nn.Module):
             phones: ``[B, T]`` recognised phones (the batch's ``heard``) for encoders that read them.
             pretrained: ``[B, T, F]`` cached frozen features (the batch's ``pretrained``) for encoders
                 that take them.
+            context: ``[B, A * 640]`` speech before the window the encoder also hears (the batch's
+                ``audio_context``; :meth:`encode_audio`).
         Returns:
             ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
             prediction), zero on padded frames.
         """
-        features = self.encode_audio(wav, mask.shape[1], phones, pretrained)
+        features = self.encode_audio(wav, mask.shape[1], phones, pretrained, context)
         return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
 
     def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,

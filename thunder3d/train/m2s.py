@@ -62,7 +62,7 @@ class M2SData(Config):
         corpus: corpus folder (``train`` and ``val`` splits).
         rig: rig spec the animation is rendered with.
         input: what the listener sees: mouth2s (mouth vertices), face2s (face vertices) or exp2s (coefficients).
-        window_seconds: training window in seconds (2-8).
+        window_seconds: training window in seconds (1-8).
         phone_weight: weight of the phone cross-entropy (0 = off).
         sc_weight: weight of the spectral-convergence loss (0 = off).
         jitter_deg: rigid jitter of the input region: rotation in degrees.

@@ -125,7 +125,14 @@ class TalkerData(Config):
         corpus: corpus folder (``train`` and, for evaluation, ``val`` splits).
         rig: rig spec; default: the M2S's rig when ``m2s`` is given, else ``builtin``. With both,
             they must match (checked by :func:`~thunder3d.checkpoints.load_m2s`).
-        window_seconds: training window (2-8 s).
+        window_seconds: training window (1-8 s).
+        audio_context: seconds of speech before each training window that the audio encoder also
+            hears (its features are computed from that speech and the window's, then cropped to the
+            window), as a stream's blocks hear the past: with ``window_seconds`` as long as a stream's
+            window (context + block + look-ahead, e.g. 1.2 s) this trains a streaming variant whose
+            encoder never hears beyond the window's end. Frozen features (``whisper``) are then
+            computed from the speech at every step, not read from the corpus's cache; not for
+            encoders that read recognised phones. 0 = the window's speech only (stored only when set).
         audio: audio encoder config (:func:`~thunder3d.models.encoders.build_audio_encoder`);
             None = the learned ``mel`` encoder.
         deterministic: train the :class:`~thunder3d.models.regressor.Regressor` baseline instead of
@@ -161,6 +168,7 @@ class TalkerData(Config):
     corpus: str
     rig: str | None = None
     window_seconds: float = 4.0
+    audio_context: float = 0.0
     audio: dict | None = None
     deterministic: bool = False
     w_coeff: float = 1.0
@@ -197,6 +205,8 @@ class TalkerData(Config):
             raise TrainError(f"m2s_ramp must be >= 0 steps, got {self.m2s_ramp}")
         if not 0.0 < float(self.train_fraction) <= 1.0:
             raise TrainError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if not (math.isfinite(float(self.audio_context)) and 0.0 <= float(self.audio_context) <= 4.0):
+            raise TrainError(f"audio_context must be between 0 and 4 seconds, got {self.audio_context}")
         self.oversample = parse_oversample(self.oversample)
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
@@ -302,8 +312,11 @@ class TalkerTask(CorpusTask):
                             styles=self.styles, fraction=data.train_fraction)
         self.normalizer: Normalizer = compute_stats(probe)
         heard = encoder.uses_phones  # the recognised phones cached in the corpus
-        cached = {"recognized": heard, "recognizer": encoder.recognizer}
-        if encoder.uses_pretrained:  # the frozen features cached in the corpus (data features)
+        if data.audio_context > 0 and heard:
+            raise TrainError(f"audio_context: the {encoder.kind!r} encoder reads phones recognised per clip; "
+                             "hearing past speech needs an encoder that only hears audio (mel, whisper)")
+        cached = {"recognized": heard, "recognizer": encoder.recognizer, "audio_context": data.audio_context}
+        if encoder.uses_pretrained and not data.audio_context:  # the frozen features cached in the corpus
             from thunder3d.data.pretrained import check_settings
 
             cached["pretrained"] = encoder.pretrained_name
@@ -341,7 +354,7 @@ class TalkerTask(CorpusTask):
     def checkpoint_config(self) -> dict[str, Any]:
         data = asdict(self.data)
         for key, unset in (("oversample", None), ("clean_phone_prob", 0.0), ("m2s_ramp", 0), ("m2s_coeffs", "all"),
-                           ("degrade", None), ("train_fraction", 1.0)):
+                           ("degrade", None), ("train_fraction", 1.0), ("audio_context", 0.0)):
             if data[key] == unset:  # only when set: earlier runs stay resumable
                 del data[key]
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
@@ -394,12 +407,14 @@ class TalkerTask(CorpusTask):
             clean = torch.rand(B, device=heard.device) < self.data.clean_phone_prob  # [B]
             heard = torch.where(clean[:, None], batch["phones"], heard)
         if self.schedule is None:
-            x0_hat = model(batch["audio"], mask, **cond, phones=heard, pretrained=batch.get("pretrained"))
+            x0_hat = model(batch["audio"], mask, **cond, phones=heard, pretrained=batch.get("pretrained"),
+                           context=batch.get("audio_context"))
         else:
             t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
             noise = torch.randn_like(coeffs)
             x_t = self.schedule.add_noise(coeffs, noise, t)
-            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"))
+            out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"),
+                        context=batch.get("audio_context"))
             x0_hat = self.schedule.pred_x0(out, x_t, t)
         d = self.data
         logs: dict[str, Tensor] = {}
@@ -498,7 +513,8 @@ class TalkerTask(CorpusTask):
             mask = batch["mask"]
             device = mask.device
             rig = rig.to(device)
-            features = model.encode_audio(batch["audio"], mask.shape[1], batch.get("heard"), batch.get("pretrained"))
+            features = model.encode_audio(batch["audio"], mask.shape[1], batch.get("heard"), batch.get("pretrained"),
+                                          batch.get("audio_context"))
             preds = [self.denormalize(self.sample_normalised(model, features, batch, generator))
                      for _ in range(n_samples)]
             gt = self.denormalize(batch["coeffs"])
