@@ -73,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also stream this talker with every configuration (repeatable)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    bad = [item for item in args.stream_model if "=" not in item]
+    bad = [item for item in args.stream_model if not item.partition("=")[0] or not item.partition("=")[2]]
     if bad:
         p.error(f"--stream-model takes NAME=RUN, got {bad[0]!r}")
+    names = [item.split("=", 1)[0] for item in args.stream_model]
+    if len(set(names)) != len(names):
+        p.error(f"--stream-model names must differ, got {names}")
     torch.set_num_threads(args.threads)
 
     from thunder3d.data.clip import load_clip

@@ -229,6 +229,7 @@ def test_a_streaming_variant_trains_on_stream_shaped_windows_hearing_only_the_pa
     from thunder3d.data.dataset import ClipDataset, collate
     from thunder3d.errors import DataError
     from thunder3d.inference import Animator
+    from thunder3d.inference.sampling import window_features
     from thunder3d.inference.streaming import Stream, StreamConfig
 
     with pytest.raises(DataError, match="audio_context must be between 0 and 4"):
@@ -254,12 +255,16 @@ def test_a_streaming_variant_trains_on_stream_shaped_windows_hearing_only_the_pa
     assert config["data"]["audio_context"] == 1.0 and config["data"]["window_seconds"] == 1.2
     model, *_ = load_talker(run)
     wav, past = batch["audio"][:1], batch["audio_context"][:1]
-    with torch.no_grad():
+    with torch.no_grad():  # training hears a window as a stream's window_features computes it
         heard = model.encode_audio(wav, 30, context=past)
-        whole = model.encode_audio(torch.cat([past, wav], 1), 55)[:, 25:]
-    assert heard.shape == (1, 30, 16) and torch.allclose(heard, whole)
+        streamed = window_features(model, torch.cat([past, wav], 1)[0], False, 55, 25, 55, 25, torch.device("cpu"))
+        alone = model.encode_audio(wav, 30)
+    assert heard.shape == (1, 30, 16) and torch.allclose(heard, streamed, atol=1e-5)
+    assert not torch.allclose(heard, alone, atol=1e-3)  # the past changes what the window hears
     with pytest.raises(ValueError, match="not with cached phones or features"):
         model.encode_audio(wav, 30, pretrained=torch.zeros(1, 30, 768), context=past)
+    with pytest.raises(ValueError, match="whole frames of 640 samples"):
+        model.encode_audio(wav, 30, context=past[:, 1:])
 
     stream = Stream(Animator.from_pretrained(run, device="cpu"), StreamConfig(), seed=0)
     speech = load_clip(tiny_corpus, data.ids[0]).audio
@@ -270,4 +275,4 @@ def test_a_streaming_variant_trains_on_stream_shaped_windows_hearing_only_the_pa
     bad = [*train[:-1], "--audio", "hybrid", "--no-progress"]
     assert main(bad) == 2 and "audio_context: the 'hybrid' encoder reads phones" in capsys.readouterr().err
     assert main([*train[:-1], "--audio-context", "9", "--no-progress"]) == 2
-    assert "audio_context must be between 0 and 4 seconds" in capsys.readouterr().err
+    assert "audio_context must be between 0 and 4 s" in capsys.readouterr().err

@@ -10,9 +10,10 @@
                                    recognises in the clip (:mod:`.recognized`), -100 padding
     pretrained [W, F]    float32   only with ``pretrained=NAME``: the clip's cached frozen
                                    features (:mod:`.pretrained`, e.g. Whisper's), zero padding
-    audio_context [A * 640] float32  only with ``audio_context``: the ``A`` frames of speech before
-                                   the window (zeros before the clip's start), what a streaming
-                                   model's encoder hears of the past
+    audio_context [A * 640] float32 only with ``audio_context``: the ``A`` frames of speech
+                                   before the window, what a streaming model's encoder hears of
+                                   the past; zeros before the clip's start (a stream's first
+                                   windows hear less audio instead: the one difference)
     mask       [W]       bool      True on real frames
     emotion    []        int64     index into EMOTIONS, -1 if none
     intensity  []        int64     emotion intensity, 0 if none

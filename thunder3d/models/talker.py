@@ -132,6 +132,9 @@ class TalkerModel(nn.Module):
         if context is not None and context.shape[1]:
             if phones is not None and self.uses_phones or pretrained is not None and self.uses_pretrained:
                 raise ValueError("audio context is heard from the speech: not with cached phones or features")
+            if context.shape[1] % SAMPLES_PER_FRAME:
+                raise ValueError(f"audio context must be whole frames of {SAMPLES_PER_FRAME} samples, got "
+                                 f"{context.shape[1]}")
             A = context.shape[1] // SAMPLES_PER_FRAME
             T = num_frames if num_frames is not None else -(-wav.shape[1] // SAMPLES_PER_FRAME)
             return self.audio_encoder(torch.cat([context, wav], dim=1), A + T, None, None)[:, A:]

@@ -70,6 +70,7 @@ from thunder3d.checkpoints import load_m2s
 from thunder3d.data.clip import corpus_clips
 from thunder3d.data.degrade import DegradeConfig, parse_degrade
 from thunder3d.data.dataset import (
+    MAX_AUDIO_CONTEXT_SECONDS,
     ClipDataset,
     Normalizer,
     collate,
@@ -205,8 +206,9 @@ class TalkerData(Config):
             raise TrainError(f"m2s_ramp must be >= 0 steps, got {self.m2s_ramp}")
         if not 0.0 < float(self.train_fraction) <= 1.0:
             raise TrainError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if not (math.isfinite(float(self.audio_context)) and 0.0 <= float(self.audio_context) <= 4.0):
-            raise TrainError(f"audio_context must be between 0 and 4 seconds, got {self.audio_context}")
+        context = float(self.audio_context)
+        if not (math.isfinite(context) and 0.0 <= context <= MAX_AUDIO_CONTEXT_SECONDS):
+            raise TrainError(f"audio_context must be between 0 and {MAX_AUDIO_CONTEXT_SECONDS:g} s, got {context:g}")
         self.oversample = parse_oversample(self.oversample)
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
@@ -307,14 +309,14 @@ class TalkerTask(CorpusTask):
         encoder = build_audio_encoder(data.audio)
         if data.clean_phone_prob > 0 and not encoder.uses_phones:
             raise TrainError(f"clean_phone_prob needs an audio encoder that reads phones, not {encoder.kind!r}")
+        if data.audio_context > 0 and encoder.uses_phones:
+            raise TrainError(f"audio_context: the {encoder.kind!r} encoder reads phones recognised per clip; "
+                             "hearing past speech needs an encoder that only hears audio (mel, whisper)")
         degrade = None if data.degrade is None else DegradeConfig.from_dict(data.degrade)
         probe = ClipDataset(data.corpus, "train", data.window_seconds, rig_coeff_names=names,
                             styles=self.styles, fraction=data.train_fraction)
         self.normalizer: Normalizer = compute_stats(probe)
         heard = encoder.uses_phones  # the recognised phones cached in the corpus
-        if data.audio_context > 0 and heard:
-            raise TrainError(f"audio_context: the {encoder.kind!r} encoder reads phones recognised per clip; "
-                             "hearing past speech needs an encoder that only hears audio (mel, whisper)")
         cached = {"recognized": heard, "recognizer": encoder.recognizer, "audio_context": data.audio_context}
         if encoder.uses_pretrained and not data.audio_context:  # the frozen features cached in the corpus
             from thunder3d.data.pretrained import check_settings
