@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -16,6 +17,15 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def write_generated(path: Path, marker: str, text: str) -> None:
+    """Write ``text`` to the markdown file ``path`` after ``marker``, keeping what precedes the marker
+    (the page's hand-written part) when the file has one."""
+    kept = ""
+    if path.is_file() and marker in path.read_text(encoding="utf-8"):
+        kept = path.read_text(encoding="utf-8").split(marker)[0]
+    path.write_text(kept + marker + "\n\n" + text, encoding="utf-8")
 
 
 def print_table(rows: list[dict]) -> None:

@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [item for item in args.stream_model if not item.partition("=")[0] or not item.partition("=")[2]]
     if bad:
         p.error(f"--stream-model takes NAME=RUN, got {bad[0]!r}")
-    names = [item.split("=", 1)[0] for item in args.stream_model]
-    if len(set(names)) != len(names):
-        p.error(f"--stream-model names must differ, got {names}")
+    stream_models = dict(item.split("=", 1) for item in args.stream_model)
+    if len(stream_models) != len(args.stream_model):
+        p.error(f"--stream-model names must differ, got {[item.split('=', 1)[0] for item in args.stream_model]}")
     torch.set_num_threads(args.threads)
 
     from thunder3d.data.clip import load_clip
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                               clips=args.clips, samples=args.samples, steps=steps, progress=False)
     rows.append(row(f"offline (steps {steps}, guidance {animator.default_guidance:g})", offline, None))
     streamers = [("", animator)] + [(f"[{name}] ", Animator.from_pretrained(path, device="cpu"))
-                                    for name, path in (item.split("=", 1) for item in args.stream_model)]
+                                    for name, path in stream_models.items()]
     with tempfile.TemporaryDirectory() as tmp:
         for m, (label, streamer) in enumerate(streamers):
             for k, text in enumerate(args.configs):
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "corpus": str(args.corpus), "split": args.split,
                                          "voice": args.voice, "clips": len(clips), "samples": args.samples,
-                                         "stream_models": dict(item.split("=", 1) for item in args.stream_model),
+                                         "stream_models": stream_models,
                                          "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -73,6 +73,11 @@ def evaluate(name: str, model: Path, set_name: str, corpus: Path, args: argparse
     return result
 
 
+def cell(value: float | None, key: str) -> str:
+    """One table cell: ``–`` when missing, the lag in whole ms with its sign, else three decimals."""
+    return "–" if value is None else f"{value:+.0f}" if key == "lag_ms" else f"{value:.3f}"
+
+
 def table(results: dict[str, dict[str, dict | None]], sets: list[str]) -> str:
     head = "| model | " + " | ".join(f"{s} {label}" for s in sets for key, label in COLUMNS
                                      if not (s == "real" and key in NO_GROUND_TRUTH)) + " |"
@@ -85,7 +90,7 @@ def table(results: dict[str, dict[str, dict | None]], sets: list[str]) -> str:
                 if s == "real" and key in NO_GROUND_TRUTH:
                     continue
                 value = _figure(per_set.get(s) or {}, key)
-                cells.append("–" if value is None else f"{value:+.0f}" if key == "lag_ms" else f"{value:.3f}")
+                cells.append(cell(value, key))
         clips = [str((per_set.get(s) or {}).get("mean", {}).get("clips", "–")) for s in sets]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'/'.join(clips)} |")
     return "\n".join(lines) + "\n"

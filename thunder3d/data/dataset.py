@@ -409,8 +409,8 @@ class ClipDataset(torch.utils.data.Dataset):
         negative ``start`` is zero-padded at the beginning)."""
         if start < 0:
             before = min(-start, frames)
-            rest = self._read_audio(k, 0, frames - before) if frames > before else np.zeros(0, np.float32)
-            return np.concatenate([np.zeros(before * SAMPLES_PER_FRAME, np.float32), rest])
+            return np.concatenate([np.zeros(before * SAMPLES_PER_FRAME, np.float32),
+                                   self._read_audio(k, 0, frames - before)])
         n = frames * SAMPLES_PER_FRAME
         lo = start * SAMPLES_PER_FRAME
         if self.cache_audio:
