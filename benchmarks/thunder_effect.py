@@ -12,8 +12,11 @@ Whisper encoder, batch 8, EMA 0.999) that differs only in the levers a setting n
   weightings ``snr`` and ``tmax`` (t <= 200), a ramp over the first 500 steps, the gradient on the
   mouth coefficients only; the data regimes: video-like label errors (``--degrade video`` for the
   talker *and* its listener: ``video_best``, ``video_l1``; or with the listener trained on clean
-  labels: ``video_clean``, ``video_clean_l1``, ``video_clean_l3``; at lambda 1 only on t <= 200:
-  ``video_clean_l1_tmax``) and 10 % / 30 % of the training
+  labels: ``video_clean``, ``video_clean_l1``, ``video_clean_l3``; at lambda 1, 2, 3 only on t <= 200:
+  ``video_clean_l1_tmax``, ``video_clean_l2_tmax``, ``video_clean_l3_tmax``; at lambda 1 with a face2s or
+  exp2s listener: ``video_clean_face2s_l1_tmax``, ``video_clean_exp2s_l1_tmax`` (and exp2s at lambda 0.3, 0.5:
+  ``video_clean_exp2s_l0.3_tmax``, ``video_clean_exp2s_l0.5_tmax``), or with the gradient on the
+  mouth coefficients only: ``video_clean_l1_tmax_mouth``) and 10 % / 30 % of the training
   clips with motion. Each setting is compared with its own baseline (the same data without the listener).
 * **confirm** (``--final SETTING [SETTING ...]``, default the sweep's best clean-data setting): each
   setting and its baseline trained to the full schedule on ``--seeds`` (the seed-0 runs continue the
@@ -21,7 +24,8 @@ Whisper encoder, batch 8, EMA 0.999) that differs only in the levers a setting n
   voices and sentences, clean motion), ``--samples`` samples each. The JSON holds the pairs of the
   confirmed setting with the largest mean LVE gain (the others under ``"others"``).
 * **listeners**: the M2S listeners are trained first (mouth2s on clean labels, mouth2s on the
-  degraded ones) and their sync-sensitivity measured with ``thunder3d eval m2s`` on ``test``.
+  degraded ones; face2s and exp2s on clean labels) and their sync-sensitivity measured with
+  ``thunder3d eval m2s`` on ``test``.
 
 Runs live in ``WORK/<setting>_s<seed>``, logs in ``WORK/logs``; a run already at its step is not
 started again, a shorter one continues (``--resume``); evaluations are cached with a key file. With
@@ -66,9 +70,13 @@ class Setting:
 LISTENERS: dict[str, tuple[str, ...]] = {
     "mouth2s": ("--input", "mouth2s", "--steps", "1500", "--stop-at", "1000"),
     "mouth2s_video": ("--input", "mouth2s", "--steps", "1000", "--degrade", "video"),
+    "face2s": ("--input", "face2s", "--steps", "1500", "--stop-at", "1000"),
+    "exp2s": ("--input", "exp2s", "--steps", "1500", "--stop-at", "1000"),
 }
 LISTENER_ARGS = ("--batch-size", "16", "--lr", "1e-3", "--eval-every", "250", "--save-every", "250", "--seed", "0")
 
+# video-like labels, the listener's loss only at t <= 200
+VIDEO_TMAX = ("--degrade", "video", "--m2s-weighting", "tmax", "--m2s-t-max", "200")
 SETTINGS: tuple[Setting, ...] = (
     Setting("base", what="no listener (baseline)"),
     *(Setting(f"l{lam:g}", "mouth2s", lam, what=f"lambda {lam:g}") for lam in LAMBDAS),
@@ -85,8 +93,15 @@ SETTINGS: tuple[Setting, ...] = (
     *(Setting(f"video_clean{'' if lam == 0.3 else f'_l{lam:g}'}", "mouth2s", lam, ("--degrade", "video"),
               base="video_base", what=f"video-like label errors + listener trained on clean labels, lambda {lam:g}")
       for lam in (0.3, 1.0, 3.0)),
-    Setting("video_clean_l1_tmax", "mouth2s", 1.0, ("--degrade", "video", "--m2s-weighting", "tmax", "--m2s-t-max", "200"),
-            base="video_base", what="video-like label errors + listener trained on clean labels, lambda 1, only t <= 200"),
+    *(Setting(f"video_clean_l{lam:g}_tmax", "mouth2s", lam, VIDEO_TMAX, base="video_base",
+              what=f"video-like label errors + listener trained on clean labels, lambda {lam:g}, only t <= 200")
+      for lam in (1.0, 2.0, 3.0)),
+    *(Setting(f"video_clean_{kind}_l{lam:g}_tmax", kind, lam, VIDEO_TMAX, base="video_base",
+              what=f"as video_clean_l1_tmax, listener {kind} (clean labels)"
+              + ("" if lam == 1 else f", lambda {lam:g}"))
+      for kind, lam in (("face2s", 1.0), ("exp2s", 1.0), ("exp2s", 0.3), ("exp2s", 0.5))),
+    Setting("video_clean_l1_tmax_mouth", "mouth2s", 1.0, (*VIDEO_TMAX, "--m2s-coeffs", "mouth"), base="video_base",
+            what="as video_clean_l1_tmax, gradient on the mouth coefficients only"),
     Setting("f10_base", args=("--train-fraction", "0.1"), base="f10_base", what="10 % of the clips, no listener"),
     Setting("f10_best", "mouth2s", None, ("--train-fraction", "0.1"), base="f10_base",
             what="10 % of the clips + listener (trained on all clips)"),

@@ -185,7 +185,32 @@ def test_pack_never_replaces_what_is_not_a_checkpoint(tiny_talker, tmp_path, cap
 def test_the_command_line_imports_no_heavy_module_it_does_not_need():
     """Every command pays for what ``import thunder3d.cli`` loads: no scipy.signal (a second), no speech
     recogniser or synthesiser, no TensorBoard."""
-    code = ("import sys, thunder3d.cli; heavy = ('scipy.signal', 'scipy.ndimage', 'pocketsphinx', 'onnxruntime', "
-            "'tensorboard', 'espeakng_loader'); print([m for m in heavy if m in sys.modules])")
+    code = ("import sys, thunder3d.cli; thunder3d.cli.build_parser(); heavy = ('scipy.signal', 'scipy.ndimage', "
+            "'pocketsphinx', 'onnxruntime', 'tensorboard', 'espeakng_loader'); "
+            "print([m for m in heavy if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_main_leaves_garbage_collection_as_it_found_it(collecting, capsys):
+    """main() pauses the collector while the command modules import (a library caller's setting is kept)."""
+    import gc
+
+    (gc.enable if collecting else gc.disable)()
+    try:
+        assert main(["rig", "info", "builtin"]) == 0
+        assert gc.isenabled() is collecting
+    finally:
+        gc.enable()
+    assert "coefficients" in capsys.readouterr().out
+
+
+def test_the_process_entry_point_exits_with_the_commands_code(tmp_path):
+    """``python -m thunder3d`` (run(): main, then a quick exit) keeps main's exit codes and its output."""
+    ok = subprocess.run([sys.executable, "-m", "thunder3d", "rig", "info", "builtin"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "coefficients" in ok.stdout and ok.stderr == ""
+    (tmp_path / "afile").write_text("x")
+    bad = subprocess.run([sys.executable, "-m", "thunder3d", "rig", "show", "-o", str(tmp_path)], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("thunder3d: error: ") and bad.stderr.count("\n") == 1
