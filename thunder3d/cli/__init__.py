@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The process entry point (the ``thunder3d`` script, ``python -m thunder3d``): :func:`main`, then an
-    exit that skips the interpreter's final garbage collections over torch's objects (about 0.3 s:
+    exit that skips the interpreter's final garbage collections over torch's objects (about 0.35 s:
     the objects are frozen, so the collections pass them by; everything else of a normal exit runs)."""
     code = main()
     gc.freeze()
