@@ -265,11 +265,16 @@ def run_evals(evals: list, work: Path, parallel: int, threads: int, commands: li
 
 
 # --------------------------------------------------------------------------- study
+def recipe_argv(corpus: Path, audio: str, run: Path, steps: int, seed: int, threads: int) -> list[str]:
+    """``thunder3d train talker`` with the study's recipe (batch 8, EMA 0.999; also encoders.py's)."""
+    return ["train", "talker", "--corpus", str(corpus), "--audio", audio, "-o", str(run), "--steps", str(steps),
+            "--batch-size", "8", "--ema", "0.999", "--eval-every", "400", "--save-every", "200", "--seed", str(seed),
+            "--threads", str(threads), "--no-progress"]
+
+
 def talker_argv(a: argparse.Namespace, setting: Setting, seed: int, stop: int, lam: float | None) -> list[str]:
-    argv = ["train", "talker", "--corpus", str(a.corpus), "--audio", "whisper", "-o",
-            str(a.work / f"{setting.name}_s{seed}"), "--steps", str(a.steps), "--batch-size", "8", "--ema", "0.999",
-            "--eval-every", "400", "--save-every", "200", "--seed", str(seed), "--threads", str(a.threads),
-            "--no-progress", *setting.args, *a.talker_args]
+    argv = [*recipe_argv(a.corpus, "whisper", a.work / f"{setting.name}_s{seed}", a.steps, seed, a.threads),
+            *setting.args, *a.talker_args]
     if setting.listener is not None:
         argv += ["--m2s", str(a.work / f"m2s_{setting.listener}"), "--lambda-m2s", f"{lam:g}"]
     if stop < a.steps:

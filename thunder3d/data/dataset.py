@@ -65,6 +65,15 @@ MAX_AUDIO_CONTEXT_SECONDS = 4.0
 DEFAULT_MIN_STD = 1e-2
 
 
+def check_audio_context(seconds: float, error: type[Exception] = DataError) -> float:
+    """``seconds`` of speech before each window (0 to :data:`MAX_AUDIO_CONTEXT_SECONDS`) as a float;
+    ``error`` otherwise."""
+    seconds = float(seconds)
+    if not 0.0 <= seconds <= MAX_AUDIO_CONTEXT_SECONDS:
+        raise error(f"audio_context must be between 0 and {MAX_AUDIO_CONTEXT_SECONDS:g} s, got {seconds:g}")
+    return seconds
+
+
 # --------------------------------------------------------------------------- normalisation
 @dataclass
 class Normalizer:
@@ -252,9 +261,7 @@ class ClipDataset(torch.utils.data.Dataset):
                  degrade: "DegradeConfig | None" = None, fraction: float = 1.0,
                  audio_context: float = 0.0) -> None:
         window_seconds = float(window_seconds)
-        audio_context = float(audio_context)
-        if not 0.0 <= audio_context <= MAX_AUDIO_CONTEXT_SECONDS:
-            raise DataError(f"audio_context must be between 0 and {MAX_AUDIO_CONTEXT_SECONDS:g} s, got {audio_context:g}")
+        audio_context = check_audio_context(audio_context)
         fraction = float(fraction)
         if not 0.0 < fraction <= 1.0:
             raise DataError(f"fraction must be in (0, 1], got {fraction:g}")

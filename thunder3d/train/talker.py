@@ -70,9 +70,9 @@ from thunder3d.checkpoints import load_m2s
 from thunder3d.data.clip import corpus_clips
 from thunder3d.data.degrade import DegradeConfig, parse_degrade
 from thunder3d.data.dataset import (
-    MAX_AUDIO_CONTEXT_SECONDS,
     ClipDataset,
     Normalizer,
+    check_audio_context,
     collate,
     compute_stats,
     style_vocabulary,
@@ -206,9 +206,7 @@ class TalkerData(Config):
             raise TrainError(f"m2s_ramp must be >= 0 steps, got {self.m2s_ramp}")
         if not 0.0 < float(self.train_fraction) <= 1.0:
             raise TrainError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        context = float(self.audio_context)
-        if not (math.isfinite(context) and 0.0 <= context <= MAX_AUDIO_CONTEXT_SECONDS):
-            raise TrainError(f"audio_context must be between 0 and {MAX_AUDIO_CONTEXT_SECONDS:g} s, got {context:g}")
+        check_audio_context(self.audio_context, TrainError)
         self.oversample = parse_oversample(self.oversample)
         self.m2s = None if self.m2s in (None, "") else str(self.m2s)
         if self.coeff_loss not in COEFF_LOSSES:
