@@ -10,7 +10,8 @@ on (a sequence shorter than one window is one window). A window starting at ``s`
 
     [s, s + O' - F)      known: imposed by inpainting (RePaint without resampling): at every DDIM step
                          they are replaced by the previous output noised to the step's level, so the
-                         new frames are generated *around* them and end exactly on them;
+                         new frames are generated *around* them and end exactly on them (a model that
+                         reads given frames, ``TalkerModel.continues``, also gets them as an input);
     [s + O' - F, done)   fade: generated anew by this window, then cross-faded linearly from the
                          previous window's output to this one's (weights 1/(F+1) .. F/(F+1));
     [done, e)            new frames.
@@ -263,7 +264,8 @@ def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], 
         labels: ``emotion``, ``intensity``, ``style``, each ``[S]``.
         scales: ``audio_scale``, ``cond_scale``, ``mode`` (classifier-free guidance).
         known: ``[S, K, C]`` the window's first ``K`` frames, already generated (imposed by
-            inpainting; ``K`` may be 0).
+            inpainting, and given to the denoiser as an input when it reads them,
+            :attr:`~thunder3d.models.talker.TalkerModel.continues`; ``K`` may be 0).
         sampler: the DDIM sampler with its timesteps set (None for a deterministic model).
         noise: draws ``[S, L, C]`` standard normal noise.
         guide: moves each step's clean estimate (listener guidance; its speech already set).
@@ -278,8 +280,9 @@ def sample_window(model: TalkerModel, feats: Tensor, labels: dict[str, Tensor], 
         imposed[:, :K] = known.to(device)
         mask = torch.zeros(S, L, dtype=torch.bool, device=device)
         mask[:, :K] = True
-    x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales), (S, L, C), sampler,
-               known=imposed, known_mask=mask, eta=eta, device=device, noise=noise, guide=guide)
+    given = {"known": imposed, "known_mask": mask} if K and model.continues else {}
+    x = sample(lambda x_t, t: model.predict(feats, None, **labels, x_t=x_t, t=t, **scales, **given), (S, L, C),
+               sampler, known=imposed, known_mask=mask, eta=eta, device=device, noise=noise, guide=guide)
     return x.float().cpu()
 
 

@@ -1,11 +1,13 @@
 """The THUNDER denoiser: a conditioned conformer over frames that predicts clean motion ``x0``.
 
 Inputs per frame: the noisy coefficients ``x_t [B, T, C]`` and frame-aligned audio features
-``[B, T, D_a]`` (25 fps, from an audio encoder). Inputs per sequence: the diffusion timestep and the
-conditions emotion, intensity and speaking style. The shared trunk (:class:`ConditionedConformer`,
+``[B, T, D_a]`` (25 fps, from an audio encoder); with ``known_input``, also the frames a continuation
+is given (``known [B, T, C]``, ``known_mask [B, T]``). Inputs per sequence: the diffusion timestep and
+the conditions emotion, intensity and speaking style. The shared trunk (:class:`ConditionedConformer`,
 also the backbone of the deterministic :class:`~thunder3d.models.regressor.Regressor`) is::
 
     h  = Linear(x_t)                                     (denoiser only)
+       + Linear([known * m, m])                          (known_input only; m = known_mask, zero-initialised)
        + AudioMLP(audio)                                 ("add" conditioning)
     c  = MLP(sinusoid(t)) + E_emo[e] + E_int[i] + E_sty[s]
     for each conformer block k:
@@ -82,6 +84,10 @@ class DenoiserConfig(Config):
             (the "no condition" branch of guidance).
         cond_part_drop_prob: training probability of dropping each of them on its own, so that a
             partial condition (an emotion, no style) is something the model has seen.
+        known_input: the denoiser also reads the frames a continuation is given (their clean values
+            and a flag per frame), so it learns to continue them instead of being steered onto them
+            by inpainting alone (streaming; trained with ``TalkerData.continue_prob``). Stored only
+            when set, so earlier models' configs are unchanged.
     """
 
     coeff_dim: int
@@ -95,6 +101,7 @@ class DenoiserConfig(Config):
     audio_drop_prob: float = 0.1
     cond_drop_prob: float = 0.1
     cond_part_drop_prob: float = 0.1
+    known_input: bool = False
 
     error = ModelConfigError
 
@@ -115,8 +122,16 @@ class DenoiserConfig(Config):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ModelConfigError(f"{what} {name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.known_input, bool):
+            raise ModelConfigError(f"{what} known_input must be true or false, got {self.known_input!r}")
         if isinstance(self.conformer, Mapping):
             self.conformer = ConformerConfig.from_dict(self.conformer)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.known_input:  # only when set: earlier models' configs (and graph cache keys) stay as they were
+            del data["known_input"]
+        return data
 
     @classmethod
     def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -392,13 +407,33 @@ def guided_forward(forward, batch: Mapping[str, Any], audio_scale: float, cond_s
 
 def guided_denoise(forward, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion: Labels = None,
                    intensity: Labels = None, style: Labels = None, mask: Tensor | None = None,
-                   audio_scale: float = 1.0, cond_scale: float = 1.0, mode: str = "nested") -> Tensor:
+                   audio_scale: float = 1.0, cond_scale: float = 1.0, mode: str = "nested",
+                   known: Tensor | None = None, known_mask: Tensor | None = None) -> Tensor:
     """:meth:`Denoiser.guided` around any callable with the denoiser's signature (a module or a graph)."""
     B = x_t.shape[0]
     t = torch.as_tensor(t, device=x_t.device)
     batch = {"x_t": x_t, "t": t.expand(B) if t.ndim == 0 else t, "audio": audio, "emotion": emotion,
              "intensity": intensity, "style": style, "mask": mask}
+    if known is not None or known_mask is not None:
+        batch.update(known=known, known_mask=known_mask)
     return guided_forward(forward, batch, audio_scale, cond_scale, mode)
+
+
+def known_features(known: Tensor | None, known_mask: Tensor | None, like: Tensor) -> Tensor:
+    """The known-frames input ``[B, T, C + 1]``: the given values where known (zero elsewhere) and the
+    flag; ``known`` and ``known_mask`` None mean no frame is known. ``like``: ``x_t [B, T, C]``."""
+    B, T, C = like.shape
+    if known_mask is None:
+        if known is not None:
+            raise ValueError("known frames need their known_mask")
+        return like.new_zeros(B, T, C + 1)
+    flag = known_mask.to(device=like.device, dtype=like.dtype)
+    if flag.shape != (B, T):
+        raise ValueError(f"known_mask must be [B, T] = {(B, T)}, got {tuple(flag.shape)}")
+    values = like.new_zeros(B, T, C) if known is None else known.to(like.dtype)
+    if values.shape != (B, T, C):
+        raise ValueError(f"known must be [B, T, C] = {(B, T, C)}, got {tuple(values.shape)}")
+    return torch.cat([values * flag[..., None], flag[..., None]], dim=-1)
 
 
 # --------------------------------------------------------------------------- denoiser
@@ -414,12 +449,19 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         D = cfg.conformer.dim
         self.x_proj = nn.Linear(cfg.coeff_dim, D)
+        self.known_proj = None
+        if cfg.known_input:
+            self.known_proj = nn.Linear(cfg.coeff_dim + 1, D)
+            nn.init.zeros_(self.known_proj.weight)  # starts as the model without it (fine-tuning)
+            nn.init.zeros_(self.known_proj.bias)
+            self.init_optional = ("known_proj",)  # --init from a model without it
         self.time_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.trunk = ConditionedConformer(cfg, has_input=True)
 
     def forward(self, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion: Labels = None,
                 intensity: Labels = None, style: Labels = None, mask: Tensor | None = None,
-                drop_audio: bool | Tensor = False, drop_cond: bool | Tensor = False) -> Tensor:
+                drop_audio: bool | Tensor = False, drop_cond: bool | Tensor = False,
+                known: Tensor | None = None, known_mask: Tensor | None = None) -> Tensor:
         """One prediction.
 
         Args:
@@ -431,6 +473,8 @@ class Denoiser(nn.Module):
             style: ``[B]`` style id, ``-1`` none (ignored when ``num_styles`` is 0).
             mask: ``[B, T]`` bool, True for valid frames, or None.
             drop_audio, drop_cond: bool or ``[B]``: use the null audio / null conditions.
+            known, known_mask: ``[B, T, C]`` clean (normalised) values and ``[B, T]`` bool, True on the
+                frames a continuation is given (``known_input`` models only; None: no frame is known).
         Returns:
             ``[B, T, C]`` the ``x0`` estimate; padded frames are zero.
         """
@@ -443,22 +487,29 @@ class Denoiser(nn.Module):
         if mask is not None:
             x_t = x_t.masked_fill(~mask.to(device=x_t.device, dtype=torch.bool)[..., None], 0.0)
         t_emb = self.time_mlp(timestep_embedding(t, self.cfg.conformer.dim).to(x_t.dtype))  # [B, D]
+        frames = self.x_proj(x_t)
+        if self.known_proj is not None:
+            frames = frames + self.known_proj(known_features(known, known_mask, x_t))
+        elif known is not None or known_mask is not None:
+            raise ValueError("this denoiser has no known-frames input (known_input is off)")
         return self.trunk(audio, emotion, intensity, style, mask, drop_audio, drop_cond,
-                          frames=self.x_proj(x_t), extra=t_emb)
+                          frames=frames, extra=t_emb)
 
     def guided(self, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion: Labels = None,
                intensity: Labels = None, style: Labels = None, mask: Tensor | None = None,
-               audio_scale: float = 1.0, cond_scale: float = 1.0, mode: str = "nested") -> Tensor:
+               audio_scale: float = 1.0, cond_scale: float = 1.0, mode: str = "nested",
+               known: Tensor | None = None, known_mask: Tensor | None = None) -> Tensor:
         """Classifier-free guided ``x0 [B, T, C]`` (see :data:`GUIDANCE_MODES`).
 
         ``nested``: ``x0(0,0) + s_a (x0(a,0) - x0(0,0)) + s_c (x0(a,c) - x0(a,0))``. Scales of 1 give
         the plain conditional prediction (one pass); ``cond_scale = 0`` gives an output independent of
         emotion, intensity and style; ``audio_scale = cond_scale = 0`` the unconditional one. In
         ``independent`` mode ``audio_scale = 0`` alone makes the output independent of the audio.
-        Use in eval mode (training mode would add random dropout).
+        Use in eval mode (training mode would add random dropout). Known frames (``known_input``) are
+        given to every prediction alike.
         """
         return guided_denoise(self.forward, x_t, t, audio, emotion, intensity, style, mask,
-                              audio_scale, cond_scale, mode)
+                              audio_scale, cond_scale, mode, known, known_mask)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

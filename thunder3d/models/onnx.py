@@ -30,6 +30,7 @@ from thunder3d.utils.io import atomic_path, cache_dir
 GRAPH_VERSION = 1  # bump when the exported graphs change
 MAX_FRAMES = 4096  # the longest window the denoiser graph takes (rotary tables are baked in)
 _INPUTS = ("x_t", "t", "audio", "emotion", "intensity", "style", "drop_audio", "drop_cond")
+_KNOWN = ("known", "known_mask")  # inputs of a denoiser with known_input
 
 
 def available() -> bool:
@@ -92,14 +93,15 @@ def _session(path: Path):
 
 # --------------------------------------------------------------------------- denoiser
 class _DenoiserGraph(nn.Module):
-    """The exported signature: every input a tensor, no mask."""
+    """The exported signature: every input a tensor, no mask (and, with ``known_input``, the known
+    frames and their flags)."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x_t, t, audio, emotion, intensity, style, drop_audio, drop_cond):
-        return self.net(x_t, t, audio, emotion, intensity, style, None, drop_audio, drop_cond)
+    def forward(self, x_t, t, audio, emotion, intensity, style, drop_audio, drop_cond, known=None, known_mask=None):
+        return self.net(x_t, t, audio, emotion, intensity, style, None, drop_audio, drop_cond, known, known_mask)
 
 
 class OnnxDenoiser:
@@ -117,9 +119,10 @@ class OnnxDenoiser:
 
     def __call__(self, x_t: Tensor, t: Tensor | int, audio: Tensor, emotion=None, intensity=None, style=None,
                  mask: Tensor | None = None, drop_audio: bool | Tensor = False,
-                 drop_cond: bool | Tensor = False) -> Tensor:
+                 drop_cond: bool | Tensor = False, known: Tensor | None = None,
+                 known_mask: Tensor | None = None) -> Tensor:
         if mask is not None and not bool(mask.all()) or x_t.shape[1] > MAX_FRAMES:
-            return self.net(x_t, t, audio, emotion, intensity, style, mask, drop_audio, drop_cond)
+            return self.net(x_t, t, audio, emotion, intensity, style, mask, drop_audio, drop_cond, known, known_mask)
         B = x_t.shape[0]
 
         def batch(value, fill) -> np.ndarray:
@@ -130,6 +133,14 @@ class OnnxDenoiser:
                 "audio": audio.detach().float().cpu().numpy(), "emotion": batch(emotion, -1).astype(np.int64),
                 "intensity": batch(intensity, -1).astype(np.int64), "style": batch(style, -1).astype(np.int64),
                 "drop_audio": batch(drop_audio, False).astype(bool), "drop_cond": batch(drop_cond, False).astype(bool)}
+        if self.cfg.known_input:
+            from thunder3d.models.denoiser import known_features
+
+            given = known_features(known, known_mask, x_t)  # checks the shapes; [B, T, C + 1]
+            feed["known"] = given[..., :-1].detach().float().cpu().numpy()
+            feed["known_mask"] = given[..., -1].detach().cpu().numpy() > 0.5
+        elif known is not None or known_mask is not None:
+            raise ValueError("this denoiser has no known-frames input (known_input is off)")
         out = self._session.run(None, {name: value for name, value in feed.items() if name in self._inputs})[0]
         return torch.from_numpy(out).to(x_t.device)
 
@@ -157,10 +168,15 @@ def onnx_denoiser(net: nn.Module) -> OnnxDenoiser:
         T, C, D = 16, cfg.coeff_dim, cfg.audio_dim
         args = (torch.randn(2, T, C), torch.tensor([500, 10]), torch.randn(2, T, D), torch.tensor([0, -1]),
                 torch.tensor([1, 0]), torch.tensor([-1, -1]), torch.tensor([False, True]), torch.tensor([False, True]))
+        names = list(_INPUTS)
         batch_time = {0: "B", 1: "T"}
         dynamic = {"x_t": batch_time, "audio": batch_time, "x0": batch_time,
                    **{name: {0: "B"} for name in _INPUTS if name not in ("x_t", "audio")}}
-        _export(_DenoiserGraph(net), args, path, [*_INPUTS, "x0"], dynamic)
+        if cfg.known_input:
+            args += (torch.randn(2, T, C), torch.arange(T)[None].expand(2, T) < torch.tensor([[4], [0]]))
+            names += _KNOWN
+            dynamic.update({name: batch_time for name in _KNOWN})
+        _export(_DenoiserGraph(net), args, path, [*names, "x0"], dynamic)
     return OnnxDenoiser(net, path)
 
 

@@ -19,6 +19,7 @@ from thunder3d.models.denoiser import (
     ConditionedConformer,
     DenoiserConfig,
     Labels,
+    ModelConfigError,
     guided_forward,
 )
 
@@ -35,6 +36,11 @@ class RegressorConfig(DenoiserConfig):
     audio_drop_prob: float = 0.0
     cond_drop_prob: float = 0.0
     cond_part_drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.known_input:
+            raise ModelConfigError("the regressor has no known-frames input (known_input is for the denoiser)")
 
 
 class Regressor(nn.Module):

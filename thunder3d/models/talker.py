@@ -105,6 +105,11 @@ class TalkerModel(nn.Module):
         return self.schedule is None
 
     @property
+    def continues(self) -> bool:
+        """True when the denoiser reads the frames a continuation is given (``known_input``)."""
+        return not self.deterministic and bool(getattr(self.cfg, "known_input", False))
+
+    @property
     def coeff_dim(self) -> int:
         return self.cfg.coeff_dim
 
@@ -144,7 +149,8 @@ class TalkerModel(nn.Module):
     def forward(self, wav: Tensor, mask: Tensor, emotion: Labels = None, intensity: Labels = None,
                 style: Labels = None, x_t: Tensor | None = None, t: Tensor | None = None,
                 phones: Tensor | None = None, pretrained: Tensor | None = None,
-                context: Tensor | None = None) -> Tensor:
+                context: Tensor | None = None, known: Tensor | None = None,
+                known_mask: Tensor | None = None) -> Tensor:
         """The training forward pass (all trainable computation, so DDP synchronises it).
 
         Args:
@@ -157,19 +163,23 @@ class TalkerModel(nn.Module):
                 that take them.
             context: ``[B, A * 640]`` speech before the window the encoder also hears (the batch's
                 ``audio_context``; :meth:`encode_audio`).
+            known, known_mask: ``[B, T, C]`` and ``[B, T]``: frames given to a continuation
+                (:attr:`continues` models only).
         Returns:
             ``[B, T, C]`` the network output (the x0 estimate for an ``x0`` schedule; the regressor's
             prediction), zero on padded frames.
         """
         features = self.encode_audio(wav, mask.shape[1], phones, pretrained, context)
-        return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t)
+        return self.predict(features, mask, emotion, intensity, style, x_t=x_t, t=t, known=known,
+                            known_mask=known_mask)
 
     def predict(self, features: Tensor, mask: Tensor | None = None, emotion: Labels = None,
                 intensity: Labels = None, style: Labels = None, *, x_t: Tensor | None = None,
                 t: Tensor | int | None = None, audio_scale: float = 1.0, cond_scale: float = 1.0,
-                mode: str = "nested") -> Tensor:
+                mode: str = "nested", known: Tensor | None = None, known_mask: Tensor | None = None) -> Tensor:
         """Network output from precomputed audio ``features [B, T, D_a]``, with guidance scales
-        (scales of 1 are one plain conditional pass)."""
+        (scales of 1 are one plain conditional pass); ``known``/``known_mask``: frames given to a
+        continuation (:attr:`continues` models only)."""
         guided = not (audio_scale == 1.0 and cond_scale == 1.0)
         if self.deterministic:
             if guided:
@@ -180,10 +190,11 @@ class TalkerModel(nn.Module):
             raise ValueError("the diffusion talker needs x_t and t")
         net = self.__dict__.get("_runtime_net") if not self.training else None
         net = net if net is not None and x_t.device.type == "cpu" else self.net
+        given = {} if known is None and known_mask is None else {"known": known, "known_mask": known_mask}
         if guided:
             return net.guided(x_t, t, features, emotion, intensity, style, mask,
-                              audio_scale=audio_scale, cond_scale=cond_scale, mode=mode)
-        return net(x_t, t, features, emotion, intensity, style, mask)
+                              audio_scale=audio_scale, cond_scale=cond_scale, mode=mode, **given)
+        return net(x_t, t, features, emotion, intensity, style, mask, **given)
 
     def use_onnx(self, enabled: bool = True) -> bool:
         """Run the denoiser, and a frozen Whisper backbone, with onnxruntime when on the CPU in eval mode

@@ -44,6 +44,14 @@ Training data levers: ``degrade`` (:mod:`thunder3d.data.degrade`) gives the trai
 of a video reconstruction (evaluation stays clean) and ``train_fraction`` keeps only part of the
 training clips (a hash of the clip id picks them; 10 % is a subset of 30 %).
 
+Continuation (``continue_prob``, for streaming): with that probability a training window's first ``k``
+frames (``k`` uniform over ``1 .. valid - 1``) are given to the denoiser as known clean values
+(:class:`~thunder3d.models.denoiser.DenoiserConfig` ``known_input``, switched on by the task) while
+``x_t`` stays noised on every frame, as inpainting leaves it at sampling time; the coefficient, vertex
+and velocity losses then cover the other frames (the velocity across the boundary included). A stream
+gives every block the frames it already sent, so the model learns to continue them rather than being
+steered onto them by inpainting alone.
+
 The deterministic model has no t: ``w = 1``. Every term is logged on its own (``loss_coeff``,
 ``loss_vertex``, ``loss_velocity``, ``loss_m2s`` (weighted, as it enters the loss, before lambda),
 ``loss_phone``, ``m2s_mel_l1`` (unweighted mean over the samples the M2S judged)).
@@ -162,6 +170,7 @@ class TalkerData(Config):
         m2s_coeffs: which coefficients the THUNDER loss's gradient reaches: all, or mouth (the rig's mouth coefficients only).
         degrade: label degradation of the training motion: a preset (video) or KEY=VALUE,... of lag, jitter, closure, smooth, amplitude, seed (none = clean).
         train_fraction: train on this fraction of the training clips (0 < f <= 1; picked by clip id hash).
+        continue_prob: probability that a training window continues frames it is given: its first frames are given to the denoiser as known, the loss covers the rest (streaming; diffusion only).
     """
 
     error = TrainError
@@ -192,6 +201,7 @@ class TalkerData(Config):
     m2s_coeffs: str = "all"
     degrade: dict | None = None
     train_fraction: float = 1.0
+    continue_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
@@ -218,8 +228,11 @@ class TalkerData(Config):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value < 0:
                 raise TrainError(f"{name} must be a finite number >= 0, got {value}")
-        if not 0.0 <= float(self.clean_phone_prob) <= 1.0:
-            raise TrainError(f"clean_phone_prob must be in [0, 1], got {self.clean_phone_prob}")
+        for name in ("clean_phone_prob", "continue_prob"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise TrainError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.continue_prob > 0 and self.deterministic:
+            raise TrainError("continue_prob is for the diffusion denoiser (the regressor has no known-frames input)")
         if int(self.m2s_t_max) < 0:
             raise TrainError(f"m2s_t_max must be >= 0 (0 = no cut-off), got {self.m2s_t_max}")
         if self.m2s_weighting == "tmax" and int(self.m2s_t_max) == 0:
@@ -236,6 +249,21 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``values [B, T]`` over the True frames of ``mask [B, T]``."""
     w = mask.to(values.dtype)
     return (values * w).sum() / w.sum().clamp(min=1.0)
+
+
+def continuation_mask(mask: Tensor, prob: float) -> Tensor:
+    """``[B, T]`` bool: the known prefix of each window that continues given frames (module docstring).
+
+    With probability ``prob`` (global torch RNG) window ``b`` gets its first ``k_b`` frames, ``k_b``
+    uniform over ``1 .. n_b - 1`` for its ``n_b`` valid frames (none when ``n_b < 2``); the other
+    windows get none. ``mask``: ``[B, T]`` bool, True on valid frames (a valid prefix, as collated).
+    """
+    B, T = mask.shape
+    valid = mask.sum(1)  # [B]
+    chosen = torch.rand(B, device=mask.device) < prob
+    k = 1 + (torch.rand(B, device=mask.device) * (valid - 1).clamp(min=0)).long()  # 1 .. n - 1
+    k = torch.where(chosen & (valid >= 2), k, torch.zeros_like(k))
+    return torch.arange(T, device=mask.device)[None] < k[:, None]
 
 
 class VertexLoss:
@@ -336,8 +364,9 @@ class TalkerTask(CorpusTask):
         self._val = val
         # ---- model config
         net_cls = RegressorConfig if data.deterministic else DenoiserConfig
+        known = {"known_input": True} if data.continue_prob > 0 else {}
         net = net_cls.from_dict({"coeff_dim": rig.num_coeffs, "audio_dim": encoder.out_dim,
-                                 "num_styles": len(self.styles), **dict(model or {})})
+                                 "num_styles": len(self.styles), **dict(model or {}), **known})
         schedule = None if data.deterministic else DiffusionSchedule(**dict(diffusion or {}))
         self.talker_config = TalkerConfig(kind="regressor" if data.deterministic else "denoiser", net=net,
                                           audio=encoder.config(),
@@ -354,7 +383,8 @@ class TalkerTask(CorpusTask):
     def checkpoint_config(self) -> dict[str, Any]:
         data = asdict(self.data)
         for key, unset in (("oversample", None), ("clean_phone_prob", 0.0), ("m2s_ramp", 0), ("m2s_coeffs", "all"),
-                           ("degrade", None), ("train_fraction", 1.0), ("audio_context", 0.0)):
+                           ("degrade", None), ("train_fraction", 1.0), ("audio_context", 0.0),
+                           ("continue_prob", 0.0)):
             if data[key] == unset:  # only when set: earlier runs stay resumable
                 del data[key]
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
@@ -402,6 +432,7 @@ class TalkerTask(CorpusTask):
         B = coeffs.shape[0]
         cond = {"emotion": batch["emotion"], "intensity": batch["intensity"], "style": batch["style"]}
         t = None
+        judged = mask  # frames the losses cover: all but a continuation's given ones
         heard = batch.get("heard")
         if heard is not None and self.data.clean_phone_prob > 0 and model.training:
             clean = torch.rand(B, device=heard.device) < self.data.clean_phone_prob  # [B]
@@ -410,27 +441,32 @@ class TalkerTask(CorpusTask):
             x0_hat = model(batch["audio"], mask, **cond, phones=heard, pretrained=batch.get("pretrained"),
                            context=batch.get("audio_context"))
         else:
+            given = {}
+            if self.data.continue_prob > 0:  # in evaluation too: the validation losses measure what is trained
+                known = continuation_mask(mask, self.data.continue_prob)
+                given = {"known": coeffs, "known_mask": known}
+                judged = mask & ~known
             t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
             noise = torch.randn_like(coeffs)
             x_t = self.schedule.add_noise(coeffs, noise, t)
             out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"),
-                        context=batch.get("audio_context"))
+                        context=batch.get("audio_context"), **given)
             x0_hat = self.schedule.pred_x0(out, x_t, t)
         d = self.data
         logs: dict[str, Tensor] = {}
         total = coeffs.new_zeros(())
         err = x0_hat - coeffs
         per = err.square() if d.coeff_loss == "l2" else err.abs()
-        logs["loss_coeff"] = _masked_mean(per.mean(-1), mask)
+        logs["loss_coeff"] = _masked_mean(per.mean(-1), judged)
         total = total + d.w_coeff * logs["loss_coeff"]
         if d.w_velocity > 0:
             vel = (err[:, 1:] - err[:, :-1]).square().mean(-1)  # Δx̂0 - Δx0 = Δ(x̂0 - x0)
-            logs["loss_velocity"] = _masked_mean(vel, mask[:, 1:] & mask[:, :-1])
+            logs["loss_velocity"] = _masked_mean(vel, mask[:, :-1] & judged[:, 1:])
             total = total + d.w_velocity * logs["loss_velocity"]
         raw_hat = self.denormalize(x0_hat)
         if self.vertex_loss is not None:
             raw_gt = self.denormalize(coeffs)
-            logs["loss_vertex"] = _masked_mean(self.vertex_loss.per_frame(raw_hat, raw_gt), mask)
+            logs["loss_vertex"] = _masked_mean(self.vertex_loss.per_frame(raw_hat, raw_gt), judged)
             total = total + d.w_vertex * logs["loss_vertex"]
         if d.lambda_m2s > 0 and self.m2s is not None:
             heard = raw_hat
@@ -540,4 +576,5 @@ class TalkerTask(CorpusTask):
         return result
 
 
-__all__ = ["COEFF_LOSSES", "M2S_COEFFS", "M2S_WEIGHTINGS", "TalkerData", "TalkerTask", "VertexLoss"]
+__all__ = ["COEFF_LOSSES", "M2S_COEFFS", "M2S_WEIGHTINGS", "TalkerData", "TalkerTask", "VertexLoss",
+           "continuation_mask"]
