@@ -193,3 +193,29 @@ def test_train_resume_evaluate_and_load(corpus, m2s_path, tmp_path):
     assert normalizer.coeff_names == tuple(ARKIT_NAMES)
     with pytest.raises(CheckpointError, match="talker"):
         load_talker(m2s_path)
+
+
+def test_a_continuation_is_judged_on_the_frames_it_was_not_given(corpus, m2s_path):
+    """With ``continue_prob`` the estimate keeps the given frames: what the model predicts there changes no
+    loss term (the THUNDER loss included), and the boundary velocity is the jump from the last given frame."""
+    task = make_task(corpus, m2s_path, continue_prob=1.0)
+    torch.manual_seed(0)
+    model = task.build_model().train()
+    assert model.continues
+    batch = batch_of(task)
+    seen = {}
+    forward = model.forward
+
+    def spoiled(*args, known_mask=None, **kwargs):  # garbage on the given frames only
+        out = forward(*args, known_mask=known_mask, **kwargs)
+        seen["known"] = known_mask
+        return out + 50.0 * known_mask[..., None]
+
+    ref_loss, ref_logs = seeded_loss(task, model, batch)
+    model.forward = spoiled
+    loss, logs = seeded_loss(task, model, batch)
+    assert bool(seen["known"].any(1).all())  # every window continued given frames
+    torch.testing.assert_close(loss, ref_loss)
+    assert logs.keys() == ref_logs.keys()
+    for key in logs:
+        torch.testing.assert_close(logs[key], ref_logs[key])

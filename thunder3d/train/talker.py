@@ -47,8 +47,9 @@ training clips (a hash of the clip id picks them; 10 % is a subset of 30 %).
 Continuation (``continue_prob``, for streaming): with that probability a training window's first ``k``
 frames (``k`` uniform over ``1 .. valid - 1``) are given to the denoiser as known clean values
 (:class:`~thunder3d.models.denoiser.DenoiserConfig` ``known_input``, switched on by the task) while
-``x_t`` stays noised on every frame, as inpainting leaves it at sampling time; the coefficient, vertex
-and velocity losses then cover the other frames (the velocity across the boundary included). A stream
+``x_t`` stays noised on every frame, as inpainting leaves it at sampling time; the estimate keeps the
+given values on those frames (as sampling's result does), so the coefficient, vertex and velocity losses
+cover the other frames and the velocity across the boundary is the jump from the last given frame. A stream
 gives every block the frames it already sent, so the model learns to continue them rather than being
 steered onto them by inpainting alone.
 
@@ -452,6 +453,8 @@ class TalkerTask(CorpusTask):
             out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"),
                         context=batch.get("audio_context"), **given)
             x0_hat = self.schedule.pred_x0(out, x_t, t)
+            if given:  # the given frames as sampling leaves them: the boundary velocity is the jump a stream shows
+                x0_hat = torch.where(given["known_mask"][..., None], coeffs, x0_hat)
         d = self.data
         logs: dict[str, Tensor] = {}
         total = coeffs.new_zeros(())
