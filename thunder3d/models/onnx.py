@@ -121,7 +121,8 @@ class OnnxDenoiser:
                  mask: Tensor | None = None, drop_audio: bool | Tensor = False,
                  drop_cond: bool | Tensor = False, known: Tensor | None = None,
                  known_mask: Tensor | None = None) -> Tensor:
-        if mask is not None and not bool(mask.all()) or x_t.shape[1] > MAX_FRAMES:
+        unused = not self.cfg.known_input and (known is not None or known_mask is not None)  # torch refuses them
+        if mask is not None and not bool(mask.all()) or x_t.shape[1] > MAX_FRAMES or unused:
             return self.net(x_t, t, audio, emotion, intensity, style, mask, drop_audio, drop_cond, known, known_mask)
         B = x_t.shape[0]
 
@@ -139,8 +140,6 @@ class OnnxDenoiser:
             given = known_features(known, known_mask, x_t)  # checks the shapes; [B, T, C + 1]
             feed["known"] = given[..., :-1].detach().float().cpu().numpy()
             feed["known_mask"] = given[..., -1].detach().cpu().numpy() > 0.5
-        elif known is not None or known_mask is not None:
-            raise ValueError("this denoiser has no known-frames input (known_input is off)")
         out = self._session.run(None, {name: value for name, value in feed.items() if name in self._inputs})[0]
         return torch.from_numpy(out).to(x_t.device)
 

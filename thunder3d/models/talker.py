@@ -190,11 +190,10 @@ class TalkerModel(nn.Module):
             raise ValueError("the diffusion talker needs x_t and t")
         net = self.__dict__.get("_runtime_net") if not self.training else None
         net = net if net is not None and x_t.device.type == "cpu" else self.net
-        given = {} if known is None and known_mask is None else {"known": known, "known_mask": known_mask}
         if guided:
-            return net.guided(x_t, t, features, emotion, intensity, style, mask,
-                              audio_scale=audio_scale, cond_scale=cond_scale, mode=mode, **given)
-        return net(x_t, t, features, emotion, intensity, style, mask, **given)
+            return net.guided(x_t, t, features, emotion, intensity, style, mask, audio_scale=audio_scale,
+                              cond_scale=cond_scale, mode=mode, known=known, known_mask=known_mask)
+        return net(x_t, t, features, emotion, intensity, style, mask, known=known, known_mask=known_mask)
 
     def use_onnx(self, enabled: bool = True) -> bool:
         """Run the denoiser, and a frozen Whisper backbone, with onnxruntime when on the CPU in eval mode

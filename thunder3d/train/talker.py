@@ -454,7 +454,7 @@ class TalkerTask(CorpusTask):
                         context=batch.get("audio_context"), **given)
             x0_hat = self.schedule.pred_x0(out, x_t, t)
             if given:  # the given frames as sampling leaves them: the boundary velocity is the jump a stream shows
-                x0_hat = torch.where(given["known_mask"][..., None], coeffs, x0_hat)
+                x0_hat = torch.where(known[..., None], coeffs, x0_hat)
         d = self.data
         logs: dict[str, Tensor] = {}
         total = coeffs.new_zeros(())
