@@ -219,3 +219,129 @@ def test_a_continuation_is_judged_on_the_frames_it_was_not_given(corpus, m2s_pat
     assert logs.keys() == ref_logs.keys()
     for key in logs:
         torch.testing.assert_close(logs[key], ref_logs[key])
+
+
+@pytest.fixture(scope="module")
+def teachers(corpus, tmp_path_factory):
+    """Two tiny talkers of the corpus (seeds 0 and 1, one step each): the first packed with guidance 1.5,
+    the second a plain run folder (no recommended guidance)."""
+    from thunder3d.checkpoints import pack_checkpoint
+
+    root = tmp_path_factory.mktemp("teachers")
+    cfg = {"batch_size": 2, "warmup_steps": 1, "eval_every": 0, "save_every": 1, "progress": False, "ema_decay": 0}
+    a = train(make_task(corpus), TrainConfig(steps=1, out=str(root / "a"), seed=0, **cfg)).out
+    b = train(make_task(corpus), TrainConfig(steps=1, out=str(root / "b"), seed=1, **cfg)).out
+    return pack_checkpoint(a / "last", root / "a_packed", sampling={"guidance": 1.5}), b
+
+
+def replay_noise(task, batch):
+    """The timesteps and noisy input ``TalkerTask.loss`` draws first after ``torch.manual_seed(0)``."""
+    torch.manual_seed(0)
+    t = torch.randint(0, task.schedule.num_train_timesteps, (batch["coeffs"].shape[0],))
+    return t, task.schedule.add_noise(batch["coeffs"], torch.randn_like(batch["coeffs"]), t)
+
+
+def test_guidance_distillation_learns_the_guided_teacher(corpus, teachers):
+    """With ``distill`` the targets are the frozen teachers' (mean) guided estimate for the same noisy
+    input, timestep and conditions, and the student learns at the teachers' condition dropout."""
+    packed, plain_run = teachers
+    task = make_task(corpus, distill=str(packed))
+    assert task.data.distill_guidance == 1.5  # 0: the scale the teacher's checkpoint recommends
+    stored = task.checkpoint_config()["data"]
+    assert stored["distill_guidance"] == 1.5
+    assert stored["distill_files"] == [sorted(r["sha256"] for r in json.loads((packed / "config.json").read_text())
+                                              ["files"].values())]  # a resume against changed weights is refused
+    assert not {"distill", "distill_guidance", "distill_files"} & set(make_task(corpus).checkpoint_config()["data"])
+    net = task.talker_config.net  # the student's own guidance dropout is off: it learns the guided output
+    assert (net.audio_drop_prob, net.cond_drop_prob, net.cond_part_drop_prob) == (0.0, 0.0, 0.0)
+    teacher, = task.teachers
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    student = task.build_model()
+    student.load_state_dict(teacher.state_dict())  # the student starts as the teacher (--init)
+    assert not any(m is teacher for m in student.modules())
+    batch = batch_of(task)
+    mask = batch["mask"]
+    cond = {key: batch[key] for key in ("emotion", "intensity", "style")}
+    # at guidance 1 the teacher's estimate is the student's own: nothing to learn
+    task.data.distill_guidance = 1.0
+    _, logs = seeded_loss(task, student.eval(), batch)
+    assert float(logs["loss_coeff"]) < 1e-10 and float(logs["loss_vertex"]) < 1e-8
+    # at 3 the target is the guided combination of the teacher's passes for that x_t and t
+    task.data.distill_guidance = 3.0
+    loss, logs = seeded_loss(task, student, batch)
+    t, x_t = replay_noise(task, batch)
+    with torch.no_grad():
+        features = teacher.encode_audio(batch["audio"], mask.shape[1])
+        plain = teacher.predict(features, mask, **cond, x_t=x_t, t=t)
+        guided = teacher.predict(features, mask, **cond, x_t=x_t, t=t, audio_scale=3.0)
+    expected = (guided - plain).square().mean(-1)[mask].mean()
+    assert float(expected) > 1e-4
+    torch.testing.assert_close(logs["loss_coeff"], expected, rtol=1e-4, atol=1e-7)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    # two teachers: the mean of their guided estimates (the first one's scale, 1.5)
+    pair = make_task(corpus, distill=f"{packed},{plain_run}")
+    assert len(pair.teachers) == 2 and pair.data.distill_guidance == 1.5
+    _, logs = seeded_loss(pair, student, batch)
+    with torch.no_grad():
+        b = pair.teachers[1]
+        mean = (teacher.predict(features, mask, **cond, x_t=x_t, t=t, audio_scale=1.5)
+                + b.predict(b.encode_audio(batch["audio"], mask.shape[1]), mask, **cond, x_t=x_t, t=t,
+                            audio_scale=1.5)) / 2
+    expected = (plain - mean).square().mean(-1)[mask].mean()
+    assert float(expected) > 1e-6
+    torch.testing.assert_close(logs["loss_coeff"], expected, rtol=1e-4, atol=1e-8)
+    # training drops conditions (-1 = absent) at the teachers' rates, the same labels for teacher and student
+    torch.manual_seed(0)
+    n = 4000
+    labels = {"emotion": torch.zeros(n, dtype=torch.long), "intensity": torch.ones(n, dtype=torch.long),
+              "style": torch.zeros(n, dtype=torch.long)}
+    dropped = task.distill_conditions(labels)
+    rate = float((dropped["emotion"] < 0).float().mean())
+    p_all, p_part = teacher.cfg.cond_drop_prob, teacher.cfg.cond_part_drop_prob
+    assert abs(rate - (1 - (1 - p_all) * (1 - p_part))) < 0.03
+    assert bool(((dropped["emotion"] < 0) != (dropped["style"] < 0)).any())  # each also on its own
+    seen = {}
+    estimate, forward = task.teacher_estimate, student.forward
+
+    def teacher_sees(batch, cond, x_t, t):
+        seen["teacher"] = {k: v.clone() for k, v in cond.items()}
+        return estimate(batch, cond, x_t, t)
+
+    def student_sees(*args, **kwargs):
+        seen["student"] = {k: kwargs[k].clone() for k in ("emotion", "intensity", "style")}
+        return forward(*args, **kwargs)
+
+    task.teacher_estimate, student.forward = teacher_sees, student_sees
+    for seed in range(20):
+        seeded_loss(task, student.train(), batch, seed=seed)
+        assert all(torch.equal(seen["teacher"][k], seen["student"][k]) for k in seen["student"])
+        if (seen["student"]["style"] < 0).any():
+            break
+    else:
+        pytest.fail("no condition was dropped in 20 training batches")
+
+
+def test_bad_distillation_teachers_are_refused(corpus, teachers, tmp_path):
+    packed, plain_run = teachers
+    with pytest.raises(TrainError, match="recommends no guidance scale"):
+        make_task(corpus, distill=str(plain_run))
+    make_task(corpus, distill=str(plain_run), distill_guidance=2.0)  # given: fine
+    with pytest.raises(TrainError, match="nothing to distil"):
+        make_task(corpus, distill=str(packed), distill_guidance=1.0)
+    with pytest.raises(TrainError, match="distill_guidance must be"):
+        make_task(corpus, distill=str(packed), distill_guidance=-1.0)
+    with pytest.raises(TrainError, match="needs a teacher"):
+        make_task(corpus, distill_guidance=2.0)
+    with pytest.raises(TrainError, match="plain diffusion denoiser"):
+        make_task(corpus, distill=str(packed), deterministic=True)
+    with pytest.raises(TrainError, match="distill: "):
+        make_task(corpus, distill=str(tmp_path / "missing"))
+    other = make_corpus(tmp_path / "other", seed=5)
+    with pytest.raises(TrainError, match="another rig or normalisation"):
+        make_task(other, distill=str(packed))
+    # a distilled model never learned to predict without audio: its guidance is untrained
+    cfg = {"batch_size": 2, "warmup_steps": 1, "eval_every": 0, "save_every": 1, "progress": False}
+    student = train(make_task(corpus, distill=str(packed)), TrainConfig(steps=1, out=str(tmp_path / "s"), **cfg)).out
+    with pytest.raises(TrainError, match="never learned to predict without audio"):
+        make_task(corpus, distill=str(student), distill_guidance=2.0)

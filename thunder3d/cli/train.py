@@ -20,7 +20,7 @@ M2S_DATA = ("corpus", "rig", "input", "window_seconds", "phone_weight", "sc_weig
 TALKER_DATA = ("corpus", "m2s", "lambda_m2s", "m2s_weighting", "m2s_t_max", "phone_weight", "deterministic", "rig",
                "window_seconds", "clean_phone_prob", "w_coeff", "coeff_loss", "w_vertex", "mouth_weight",
                "w_velocity", "eval_steps", "eval_samples", "eval_windows", "m2s_ramp", "m2s_coeffs", "degrade",
-               "train_fraction", "audio_context", "continue_prob")
+               "train_fraction", "audio_context", "continue_prob", "distill", "distill_guidance")
 ENCODER = (  # (option, key in the audio encoder config, default, help): stored only when given
     ("--audio-dim", "out_dim", None, "features per frame of the mel/hybrid encoder (default 128)", int),
     ("--audio-cmn", "cmn", False, "mel: subtract each window's mean log-mel per bin (blind to mic colour)", None),

@@ -53,6 +53,17 @@ cover the other frames and the velocity across the boundary is the jump from the
 gives every block the frames it already sent, so the model learns to continue them rather than being
 steered onto them by inpainting alone.
 
+Guidance distillation (``distill``): the targets are a frozen teacher talker's classifier-free
+guided estimate (audio guidance ``distill_guidance``, the teacher's own recommended scale by default)
+for the same ``x_t``, ``t``, audio and conditions, instead of the clip's motion: every term above then
+compares the student with the guided teacher (Meng et al. 2023, "On distillation of guided diffusion
+models"), so one plain pass per sampling step gives what guidance gives with three. The student drops
+no audio (its own guidance is not trained) and drops conditions as the teacher was trained to, on the
+labels (absent = -1) that both see. The validation samples still compare with the clips' motion.
+Several teachers (``distill="RUN_A,RUN_B"``, e.g. two seeds of one recipe) give the mean of their guided
+estimates (ensemble distillation: one student, one pass, the ensemble's average); the first teacher's
+dropout rates and recommended scale apply to all.
+
 The deterministic model has no t: ``w = 1``. Every term is logged on its own (``loss_coeff``,
 ``loss_vertex``, ``loss_velocity``, ``loss_m2s`` (weighted, as it enters the loss, before lambda),
 ``loss_phone``, ``m2s_mel_l1`` (unweighted mean over the samples the M2S judged)).
@@ -172,6 +183,8 @@ class TalkerData(Config):
         degrade: label degradation of the training motion: a preset (video) or KEY=VALUE,... of lag, jitter, closure, smooth, amplitude, seed (none = clean).
         train_fraction: train on this fraction of the training clips (0 < f <= 1; picked by clip id hash).
         continue_prob: probability that a training window continues frames it is given: its first frames are given to the denoiser as known, the loss covers the rest (streaming; diffusion only).
+        distill: teacher talker run or checkpoint (several: comma-separated, their mean): learn its guided estimate instead of the clips' motion (guidance distillation; module docstring).
+        distill_guidance: the teacher's audio guidance scale to distil (0 = the scale its checkpoint recommends).
     """
 
     error = TrainError
@@ -203,6 +216,8 @@ class TalkerData(Config):
     degrade: dict | None = None
     train_fraction: float = 1.0
     continue_prob: float = 0.0
+    distill: str | None = None
+    distill_guidance: float = 0.0
 
     def __post_init__(self) -> None:
         self.corpus = str(self.corpus)
@@ -234,6 +249,14 @@ class TalkerData(Config):
                 raise TrainError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.continue_prob > 0 and self.deterministic:
             raise TrainError("continue_prob is for the diffusion denoiser (the regressor has no known-frames input)")
+        self.distill = None if self.distill in (None, "") else str(self.distill)
+        if not math.isfinite(float(self.distill_guidance)) or float(self.distill_guidance) < 0:
+            raise TrainError(f"distill_guidance must be a finite number >= 0 (0 = the teacher's), "
+                             f"got {self.distill_guidance}")
+        if self.distill is None and self.distill_guidance:
+            raise TrainError("distill_guidance needs a teacher (distill / --distill RUN)")
+        if self.distill is not None and (self.deterministic or self.continue_prob > 0):
+            raise TrainError("distill is for the plain diffusion denoiser (not with deterministic or continue_prob)")
         if int(self.m2s_t_max) < 0:
             raise TrainError(f"m2s_t_max must be >= 0 (0 = no cut-off), got {self.m2s_t_max}")
         if self.m2s_weighting == "tmax" and int(self.m2s_t_max) == 0:
@@ -366,9 +389,20 @@ class TalkerTask(CorpusTask):
         # ---- model config
         net_cls = RegressorConfig if data.deterministic else DenoiserConfig
         known = {"known_input": True} if data.continue_prob > 0 else {}
+        self.teachers: list[TalkerModel] = []
+        self._teacher_styles: list[Tensor] = []
+        self._teacher_files: list[list[str]] = []  # their weights' sha256, recorded in the checkpoint
+        if data.distill is not None:  # the student drops conditions on the labels (loss), never its audio
+            for path in data.distill.split(","):
+                self._load_teacher(path.strip(), encoder)
+            known = {**known, "audio_drop_prob": 0.0, "cond_drop_prob": 0.0, "cond_part_drop_prob": 0.0}
         net = net_cls.from_dict({"coeff_dim": rig.num_coeffs, "audio_dim": encoder.out_dim,
                                  "num_styles": len(self.styles), **dict(model or {}), **known})
         schedule = None if data.deterministic else DiffusionSchedule(**dict(diffusion or {}))
+        for teacher in self.teachers:
+            if teacher.schedule.to_dict() != schedule.to_dict():
+                raise TrainError(f"distill: a teacher's diffusion schedule {teacher.schedule.to_dict()} differs "
+                                 f"from this run's {schedule.to_dict()}")
         self.talker_config = TalkerConfig(kind="regressor" if data.deterministic else "denoiser", net=net,
                                           audio=encoder.config(),
                                           diffusion=None if schedule is None else schedule.to_dict())
@@ -376,6 +410,77 @@ class TalkerTask(CorpusTask):
         self.vertex_loss = VertexLoss(rig, data.mouth_weight) if data.w_vertex > 0 else None
         self.mouth_mask = torch.as_tensor(mouth_coefficients(rig)) if data.m2s_coeffs == "mouth" else None
         self._norm: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def _load_teacher(self, path: str, encoder: nn.Module) -> None:
+        """Add a frozen teacher of guidance distillation, checked against this run (module docstring)."""
+        from thunder3d.checkpoints import load_talker
+        from thunder3d.errors import CheckpointError
+
+        try:
+            teacher, _, normalizer, config = load_talker(path)
+        except CheckpointError as exc:
+            raise TrainError(f"distill: {exc}") from None
+        if teacher.deterministic:
+            raise TrainError(f"distill: {path} is a deterministic talker; a teacher must be a diffusion model")
+        if teacher.cfg.audio_drop_prob == 0:
+            raise TrainError(f"distill: {path} never learned to predict without audio (a distilled model?): "
+                             "its guidance is untrained; distil a model trained with guidance dropout")
+        if teacher.uses_phones:
+            raise TrainError(f"distill: the teacher's {teacher.audio_encoder.kind!r} encoder reads recognised phones; "
+                             "a teacher must hear the audio (mel, whisper)")
+        if teacher.uses_pretrained:
+            theirs, mine = teacher.audio_encoder.config(), encoder.config()
+            keys = ("kind", "model", "chunk", "context")
+            if not encoder.uses_pretrained or any(theirs.get(k) != mine.get(k) for k in keys):
+                raise TrainError(f"distill: the teacher hears {', '.join(f'{k} {theirs.get(k)}' for k in keys)}; "
+                                 "train the student with the same --audio encoder and settings")
+        mine = self.normalizer
+        if (tuple(normalizer.coeff_names) != tuple(mine.coeff_names)
+                or not np.allclose(normalizer.mean, mine.mean, atol=1e-5)
+                or not np.allclose(normalizer.std, mine.std, atol=1e-5)):
+            raise TrainError(f"distill: {path} was trained with another rig or normalisation (another corpus?); "
+                             "a teacher must share this corpus's coefficients and statistics")
+        if self.data.distill_guidance == 0:  # the first teacher's recommendation
+            if "guidance" not in (config.get("sampling") or {}):
+                raise TrainError(f"distill: {path} recommends no guidance scale (a run folder, not packed with "
+                                 "--guidance): give --distill-guidance")
+            self.data.distill_guidance = float(teacher.default_guidance)
+        if self.data.distill_guidance == 1:
+            raise TrainError("distill: at guidance 1 the teacher's estimate is its plain one: nothing to distil "
+                             "(give --distill-guidance above 1)")
+        self._teacher_files.append(sorted(record["sha256"] for record in (config.get("files") or {}).values()))
+        # style ids of this corpus -> the teacher's (absent where the teacher never saw the style)
+        index = {name: i for i, name in enumerate(teacher.styles)}
+        self._teacher_styles.append(torch.tensor([index.get(name, -1) for name in self.styles] + [-1], dtype=torch.long))
+        self.teachers.append(freeze(teacher))
+
+    @torch.no_grad()
+    def teacher_estimate(self, batch: Mapping[str, Any], cond: Mapping[str, Tensor], x_t: Tensor,
+                         t: Tensor) -> Tensor:
+        """``[B, T, C]`` the teachers' mean guided x0 estimate (normalised) for the student's ``x_t``, ``t``."""
+        mask = batch["mask"]
+        total = torch.zeros_like(x_t, dtype=torch.float32)
+        for teacher, styles in zip(self.teachers, self._teacher_styles):
+            teacher = teacher.to(x_t.device)
+            features = teacher.encode_audio(batch["audio"], mask.shape[1], None, batch.get("pretrained"),
+                                            batch.get("audio_context"))
+            styles = styles.to(x_t.device)
+            style = styles[torch.where(cond["style"] < 0, len(styles) - 1, cond["style"])]
+            out = teacher.predict(features, mask, cond["emotion"], cond["intensity"], style, x_t=x_t, t=t,
+                                  audio_scale=self.data.distill_guidance)
+            total = total + teacher.schedule.pred_x0(out.float(), x_t.float(), t)
+        return (total / len(self.teachers) * mask[..., None]).to(x_t.dtype)
+
+    def distill_conditions(self, cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Conditions dropped (to -1, absent) as the teacher was trained to drop them: all three with
+        ``cond_drop_prob``, each with ``cond_part_drop_prob`` (global torch RNG)."""
+        cfg = self.teachers[0].cfg
+        B = cond["emotion"].shape[0]
+        device = cond["emotion"].device
+        every = torch.rand(B, device=device) < cfg.cond_drop_prob
+        part = torch.rand(3, B, device=device) < cfg.cond_part_drop_prob
+        return {key: torch.where(every | part[k], torch.full_like(cond[key], -1), cond[key])
+                for k, key in enumerate(("emotion", "intensity", "style"))}
 
     # ------------------------------------------------------------------ model and data
     def model_config(self) -> dict[str, Any]:
@@ -385,9 +490,11 @@ class TalkerTask(CorpusTask):
         data = asdict(self.data)
         for key, unset in (("oversample", None), ("clean_phone_prob", 0.0), ("m2s_ramp", 0), ("m2s_coeffs", "all"),
                            ("degrade", None), ("train_fraction", 1.0), ("audio_context", 0.0),
-                           ("continue_prob", 0.0)):
+                           ("continue_prob", 0.0), ("distill", None), ("distill_guidance", 0.0)):
             if data[key] == unset:  # only when set: earlier runs stay resumable
                 del data[key]
+        if self.teachers:  # which teachers, by their weights: a resume against changed ones is refused
+            data["distill_files"] = self._teacher_files
         return {"rig": self.rig.config(), "normalizer": self.normalizer.to_dict(),
                 "styles": list(self.styles), "data": data}
 
@@ -450,6 +557,10 @@ class TalkerTask(CorpusTask):
             t = torch.randint(0, self.schedule.num_train_timesteps, (B,), device=coeffs.device)
             noise = torch.randn_like(coeffs)
             x_t = self.schedule.add_noise(coeffs, noise, t)
+            if self.teachers:  # guidance distillation: the guided teacher(s) give the target
+                if model.training:
+                    cond = self.distill_conditions(cond)
+                coeffs = self.teacher_estimate(batch, cond, x_t, t)
             out = model(batch["audio"], mask, **cond, x_t=x_t, t=t, phones=heard, pretrained=batch.get("pretrained"),
                         context=batch.get("audio_context"), **given)
             x0_hat = self.schedule.pred_x0(out, x_t, t)
