@@ -196,6 +196,14 @@ class LocalCrossAttention(nn.Module):
         return self.out_dropout(self.out(y.transpose(1, 2).reshape(B, T, D)))
 
 
+def condition_drops(cfg: DenoiserConfig, batch: int,
+                    device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """Training's random condition dropout (global torch RNG): ``[B]`` drop all three conditions
+    (``cond_drop_prob``) and ``[3, B]`` drop emotion / intensity / style each (``cond_part_drop_prob``)."""
+    every = torch.rand(batch, device=device) < cfg.cond_drop_prob
+    return every, torch.rand(3, batch, device=device) < cfg.cond_part_drop_prob
+
+
 def _as_flags(flag: bool | Tensor, batch: int, device: torch.device) -> Tensor:
     """``bool`` or ``[B]`` -> ``[B]`` bool tensor on ``device``."""
     flags = torch.as_tensor(flag, device=device).to(torch.bool)
@@ -323,8 +331,8 @@ class ConditionedConformer(nn.Module):
         e, i, s = self.condition_indices(emotion, intensity, style, B, device)
         if self.training:  # random dropout for guidance, from the global RNG
             drop_audio = drop_audio | (torch.rand(B, device=device) < cfg.audio_drop_prob)
-            drop_cond = drop_cond | (torch.rand(B, device=device) < cfg.cond_drop_prob)
-            part = torch.rand(3, B, device=device) < cfg.cond_part_drop_prob  # [3, B]
+            every, part = condition_drops(cfg, B, device)
+            drop_cond = drop_cond | every
             e = torch.where(part[0], cfg.num_emotions, e)
             i = torch.where(part[1], cfg.num_intensities, i)
             s = torch.where(part[2], cfg.num_styles, s)

@@ -107,7 +107,7 @@ from thunder3d.eval.metrics import (
     rig_vertices,
     sample_diversity,
 )
-from thunder3d.models.denoiser import DenoiserConfig
+from thunder3d.models.denoiser import DenoiserConfig, condition_drops
 from thunder3d.models.diffusion import DDIMSampler, DiffusionSchedule, sample
 from thunder3d.models.encoders import MelEncoder, build_audio_encoder
 from thunder3d.models.guidance import mouth_coefficients
@@ -464,8 +464,7 @@ class TalkerTask(CorpusTask):
             teacher = teacher.to(x_t.device)
             features = teacher.encode_audio(batch["audio"], mask.shape[1], None, batch.get("pretrained"),
                                             batch.get("audio_context"))
-            styles = styles.to(x_t.device)
-            style = styles[torch.where(cond["style"] < 0, len(styles) - 1, cond["style"])]
+            style = styles.to(x_t.device)[cond["style"]]  # -1 (absent) picks the last row: absent
             out = teacher.predict(features, mask, cond["emotion"], cond["intensity"], style, x_t=x_t, t=t,
                                   audio_scale=self.data.distill_guidance)
             total = total + teacher.schedule.pred_x0(out.float(), x_t.float(), t)
@@ -474,11 +473,7 @@ class TalkerTask(CorpusTask):
     def distill_conditions(self, cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Conditions dropped (to -1, absent) as the teacher was trained to drop them: all three with
         ``cond_drop_prob``, each with ``cond_part_drop_prob`` (global torch RNG)."""
-        cfg = self.teachers[0].cfg
-        B = cond["emotion"].shape[0]
-        device = cond["emotion"].device
-        every = torch.rand(B, device=device) < cfg.cond_drop_prob
-        part = torch.rand(3, B, device=device) < cfg.cond_part_drop_prob
+        every, part = condition_drops(self.teachers[0].cfg, cond["emotion"].shape[0], cond["emotion"].device)
         return {key: torch.where(every | part[k], torch.full_like(cond[key], -1), cond[key])
                 for k, key in enumerate(("emotion", "intensity", "style"))}
 
